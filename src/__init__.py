@@ -1,0 +1,1 @@
+"""difflab: Hydra-configured diffusion and CLIP experiments."""

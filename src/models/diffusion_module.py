@@ -1,0 +1,67 @@
+"""LightningModule for conditional DDPM training with classifier-free guidance dropout and EMA."""
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.diffusion.schedules import NoiseSchedule
+from src.models.ema import EMA
+
+
+class DiffusionModule(pl.LightningModule):
+    """Owns the network, its EMA, the eps-prediction loss (Ho et al. 2020, eq. 14) and the optimizer.
+
+    Batches are (x_0 [B, C, H, W] in [-1, 1], digit [B], domain [B]). Sampling lives in src.diffusion.
+    """
+
+    def __init__(self, net: nn.Module, schedule: NoiseSchedule, *, lr: float, weight_decay: float = 0.0,
+                 warmup_steps: int = 0, cond_drop_prob: float = 0.1, ema_decay: float = 0.999) -> None:
+        super().__init__()
+        self.net, self.schedule = net, schedule
+        self.ema = EMA(net, ema_decay)
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.cond_drop_prob = cond_drop_prob
+        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
+
+    def _loss(self, net: nn.Module, batch: tuple[Tensor, Tensor, Tensor], generator=None) -> Tensor:
+        x_0, digit, domain = batch
+        b = x_0.shape[0]
+        t = torch.randint(0, self.schedule.num_steps, (b,), device=x_0.device, generator=generator)
+        eps = torch.randn(x_0.shape, device=x_0.device, generator=generator)
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x_0 + (1 - a).sqrt() * eps  # eq. 4
+        cond = torch.stack([digit, domain], dim=1)  # [B, 2]
+        drop = torch.rand(b, device=x_0.device, generator=generator) < self.cond_drop_prob
+        cond = torch.where(drop[:, None], net.null_cond.to(cond.device), cond)
+        return F.mse_loss(net(x_t, t, cond), eps)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        loss = self._loss(self.net, batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.ema.update(self.net)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        # Fixed t and noise per batch so that val/loss compares checkpoints, not noise draws.
+        g = torch.Generator(device=batch[0].device).manual_seed(batch_idx)
+        self.log("val/loss", self._loss(self.ema.net, batch, generator=g), prog_bar=True)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(int(self.trainer.max_steps), 1)
+
+        def warmup_cosine(step: int) -> float:
+            if step < self.warmup_steps:
+                return (step + 1) / self.warmup_steps
+            progress = min((step - self.warmup_steps) / max(total - self.warmup_steps, 1), 1.0)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+

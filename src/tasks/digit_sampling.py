@@ -1,0 +1,68 @@
+"""Draw per-digit, per-domain samples with classifier-free guidance and record a denoising process."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from src.diffusion.guidance import ClassifierFreeGuidance
+from src.diffusion.samplers import ddim_sample, ddpm_sample
+from src.diffusion.schedules import NoiseSchedule
+
+
+def frame_steps(num_steps: int, frames: int) -> list[int]:
+    """Step indices whose x_t is kept: evenly spaced, the last step (x_0) included; x_T is frame 0."""
+    return sorted({round(k * (num_steps - 1) / (frames - 1)) for k in range(1, frames)})
+
+
+def frame_labels(timesteps: list[int]) -> list[str]:
+    """Column titles of the process figure: x_T, then the timestep t of each kept x_t, then x_0."""
+    return ["$x_T$"] + [f"t={t}" for t in timesteps[:-1]] + ["$x_0$"]
+
+
+@torch.no_grad()
+def sample_digits(net: nn.Module, schedule: NoiseSchedule, s, *, domains: list[str], num_classes: int,
+                  seed: int, device: torch.device) -> tuple[Tensor, Tensor, list[int]]:
+    """Returns samples [D, num_classes, per_class, C, H, W], process frames [D, F, C, H, W] and the
+    timestep after which each frame but the first (x_T) was taken.
+
+    Row order is (domain, digit, index); x_T of every row comes from one generator seeded by `seed`,
+    batch by batch, so the same seed and batch size give the same images. The process follows the
+    first image of digit 0 in each domain.
+    """
+    net.eval()
+    cond = torch.cartesian_prod(torch.arange(len(domains)), torch.arange(num_classes), torch.arange(s.per_class))
+    cond = torch.stack([cond[:, 1], cond[:, 0]], dim=1).to(device)  # [N, 2] = (digit, domain)
+    tracked = {d * num_classes * s.per_class: d for d in range(len(domains))}  # row -> domain
+    gen = torch.Generator(device=device).manual_seed(seed)
+    denoiser = ClassifierFreeGuidance(net, net.null_cond, s.guidance_scale)
+    keep = frame_steps(s.num_steps, s.process_frames)
+    c, h, w = net.unet.config.in_channels, net.unet.config.sample_size, net.unet.config.sample_size
+    out, frames, frame_t = [], {}, []
+    bar = tqdm(total=-(-len(cond) // s.batch_size) * s.num_steps,
+               desc=f"sampling {s.name}", unit="step")
+    for start in range(0, len(cond), s.batch_size):
+        rows = cond[start:start + s.batch_size]
+        x_T = torch.randn((len(rows), c, h, w), generator=gen, device=device)
+        mine = {r - start: d for r, d in tracked.items() if start <= r < start + len(rows)}
+        for r, d in mine.items():
+            frames[d] = [x_T[r].cpu()]
+
+        def callback(i: int, t: int, x_t: Tensor) -> None:
+            bar.update(1)
+            if i in keep:
+                if start == 0:
+                    frame_t.append(t)
+                for r, d in mine.items():
+                    frames[d].append(x_t[r].cpu())
+
+        if s.name == "ddim":
+            x_0 = ddim_sample(denoiser, x_T, schedule, num_steps=s.num_steps, cond=rows, eta=s.eta,
+                              clip_x0=s.clip_x0, generator=gen, callback=callback)
+        else:
+            x_0 = ddpm_sample(denoiser, x_T, schedule, cond=rows, clip_x0=s.clip_x0, generator=gen,
+                              callback=callback)
+        out.append(x_0.cpu())
+    bar.close()
+    samples = torch.cat(out).view(len(domains), num_classes, s.per_class, c, h, w)
+    return samples, torch.stack([torch.stack(frames[d]) for d in range(len(domains))]), frame_t

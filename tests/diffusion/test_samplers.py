@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from src.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample
+from src.diffusion.schedules import NoiseSchedule
+
+
+def exact_denoiser(x_0: torch.Tensor, schedule: NoiseSchedule):
+    """The true eps for a known x_0: eps = (x_t - sqrt(a_t) x_0) / sqrt(1 - a_t)."""
+    a = schedule.alphas_cumprod
+
+    def denoiser(x_t, t, cond):
+        a_t = a[t].to(x_t.dtype).view(-1, 1, 1, 1)
+        return (x_t - a_t.sqrt() * x_0) / (1 - a_t).sqrt()
+
+    return denoiser
+
+
+def test_course_ddim_timesteps():
+    ts = ddim_timesteps(1000, 50, offset=1)
+    assert ts[:3] == [981, 961, 941] and ts[-1] == 1 and len(ts) == 50
+
+
+@pytest.mark.parametrize("num_steps", [1, 10, 50])
+def test_ddim_eta0_with_exact_denoiser_recovers_x0(num_steps):
+    s = NoiseSchedule.linear(1000, 1e-4, 2e-2)
+    x_0 = torch.rand(4, 3, 8, 8, dtype=torch.float64) * 2 - 1
+    x_T = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    out = ddim_sample(exact_denoiser(x_0, s), x_T, s, num_steps=num_steps, eta=0.0)
+    assert torch.allclose(out, x_0, atol=1e-10)
+
+
+def test_ddpm_with_exact_denoiser_ends_at_x0():
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    x_0 = torch.rand(2, 3, 4, 4, dtype=torch.float64) * 2 - 1
+    x_T = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    out = ddpm_sample(exact_denoiser(x_0, s), x_T, s, generator=torch.Generator().manual_seed(0))
+    # the last step (t = 0) is the posterior mean with a_prev = 1, i.e. x_0 itself
+    assert torch.allclose(out, x_0, atol=1e-10)
+
+
+def test_samplers_are_deterministic_for_a_generator():
+    s = NoiseSchedule.linear(50, 1e-4, 2e-2)
+    net = torch.nn.Conv2d(3, 3, 3, padding=1).double()
+    den = lambda x, t, c: net(x) * (t.view(-1, 1, 1, 1) / 50)  # noqa: E731
+    x_T = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    runs = [ddim_sample(den, x_T, s, num_steps=10, eta=0.7, generator=torch.Generator().manual_seed(3))
+            for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+    other = ddim_sample(den, x_T, s, num_steps=10, eta=0.7, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(runs[0], other)
+    a, b = (ddpm_sample(den, x_T, s, generator=torch.Generator().manual_seed(1)) for _ in range(2))
+    assert torch.equal(a, b)
+
+
+def test_callback_sees_every_step_in_order():
+    s = NoiseSchedule.linear(100, 1e-4, 2e-2)
+    seen = []
+    ddim_sample(lambda x, t, c: torch.zeros_like(x), torch.randn(1, 1, 2, 2), s, num_steps=5,
+                callback=lambda i, t, x: seen.append((i, t)))
+    assert seen == [(0, 81), (1, 61), (2, 41), (3, 21), (4, 1)]

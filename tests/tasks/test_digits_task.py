@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import open_dict
+from PIL import Image
+
+from src.errors import ConfigError
+from src.run import run
+from omegaconf import OmegaConf
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_digits_run_writes_course_files_figures_and_metrics(tiny_digits_cfg, tmp_path):
+    metrics = run(tiny_digits_cfg)
+    for domain in ("mnistm", "svhn"):
+        files = sorted(p.name for p in (tmp_path / "samples" / domain).iterdir())
+        assert files == [f"{d}_{i:03d}.png" for d in range(10) for i in range(2)]
+        img = Image.open(tmp_path / "samples" / domain / "7_001.png")
+        assert img.size == (28, 28) and img.mode == "RGB"
+        assert (tmp_path / "figures" / f"grid_{domain}.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "process.png").is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for key in ("mnistm/acc", "svhn/acc", "mean_acc", "mnistm/fid", "train/loss", "val/loss"):
+        assert key in saved
+    assert saved["mean_acc"] == pytest.approx((saved["mnistm/acc"] + saved["svhn/acc"]) / 2)
+    assert saved["mnistm/n"] == 20 and saved["train/steps"] == 4
+    assert not (tmp_path / ".samples.tmp").exists()
+
+
+def test_same_seed_same_samples_and_sampling_from_a_checkpoint(tiny_digits_cfg, tmp_path):
+    run(tiny_digits_cfg)
+    first = (tmp_path / "samples" / "svhn" / "3_000.png").read_bytes()
+    again = tmp_path / "again"
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.task.train = False
+        tiny_digits_cfg.ckpt_path = str(tmp_path / "checkpoints" / "last.ckpt")
+        tiny_digits_cfg.paths.output_dir = str(again)
+    run(tiny_digits_cfg)
+    assert (again / "samples" / "svhn" / "3_000.png").read_bytes() == first
+
+
+def test_missing_checkpoint_is_a_config_error(tiny_digits_cfg, tmp_path):
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.task.train = False
+        tiny_digits_cfg.ckpt_path = str(tmp_path / "nope.ckpt")
+    with pytest.raises(ConfigError, match="nope.ckpt"):
+        run(tiny_digits_cfg)
+
+
+def test_multirun_of_two_jobs_writes_metrics_per_job(tmp_path, cache_dir, tiny_overrides):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "src.run", "-m", "task=digits", "sampler.guidance_scale=0,3", *tiny_overrides,
+           f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1"]
+    scales = [OmegaConf.load(j / ".hydra" / "config.yaml").sampler.guidance_scale for j in jobs]
+    assert scales == [0.0, 3.0]
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert 0.0 <= metrics["mean_acc"] <= 1.0 and metrics["mnistm/n"] == 20
+
+
+def test_bad_value_exits_nonzero_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "src.run", "task=digits", "sampler.eta=2",
+                           f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == "error: sampler.eta=2.0: expected a value in [0, 1]"
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from src.config import CONF_DIR, compose_config, validate
+from src.errors import ConfigError
+from src.tasks import TASKS, get_task
+
+GROUPS = ["task", "data", "model", "scheduler", "sampler", "trainer", "logger"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_validates(group, option):
+    extra = ["task.folder=/tmp"] if option == "evaluate" else []
+    cfg = compose_config([f"{group}={option}", "paths.output_dir=/tmp/x", *extra])
+    validate(cfg)
+    assert cfg.task.name in TASKS
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_preset_composes(experiment):
+    validate(compose_config([f"+experiment={experiment}", "paths.output_dir=/tmp/x"]))
+
+
+def test_objects_instantiate_from_the_default_config():
+    cfg = compose_config(["task=digits", "paths.output_dir=/tmp/x"])
+    schedule = instantiate(cfg.scheduler)
+    assert schedule.num_steps == 1000 and abs(float(schedule.betas[-1]) - 2e-2) < 1e-12
+    net = instantiate(cfg.model.net)
+    assert net.null_cond.tolist() == [10, 2]
+
+
+def test_users_command_overrides_verbatim():
+    cfg = compose_config(["task=digits", "scheduler.steps=500", "paths.output_dir=/tmp/x"])
+    validate(cfg)
+    assert cfg.scheduler.steps == 500
+
+
+def test_report_preset_is_the_reports_setting():
+    cfg = compose_config(["task=digits", "+experiment=report", "paths.output_dir=/tmp/x"])
+    assert (cfg.scheduler.steps, cfg.scheduler.beta_start, cfg.scheduler.beta_end) == (500, 1e-3, 1e-2)
+    assert cfg.sampler.guidance_scale == 5
+
+
+@pytest.mark.parametrize("override,key", [
+    ("sampler.eta=1.5", "sampler.eta=1.5"),
+    ("scheduler.steps=1", "scheduler.steps=1"),
+    ("scheduler.beta_end=1e-5", "scheduler.beta_end=1e-05"),
+    ("sampler.guidance_scale=-1", "sampler.guidance_scale=-1.0"),
+    ("sampler.per_class=0", "sampler.per_class=0"),
+    ("trainer.precision=fp8", "trainer.precision='fp8'"),
+])
+def test_bad_values_name_key_value_and_expectation(override, key):
+    cfg = compose_config(["task=digits", override, "paths.output_dir=/tmp/x"])
+    with pytest.raises(ConfigError, match="expected") as err:
+        validate(cfg)
+    assert str(err.value).startswith(key)
+    assert "\n" not in str(err.value)
+
+
+def test_ddpm_sampler_must_run_every_step():
+    cfg = compose_config(["sampler=ddpm", "sampler.num_steps=10", "paths.output_dir=/tmp/x"])
+    with pytest.raises(ConfigError, match="sampler.num_steps=10"):
+        validate(cfg)
+
+
+def test_wrong_type_fails_at_compose():
+    with pytest.raises(ConfigCompositionException):
+        compose_config(["scheduler.steps=many"])
+
+
+def test_unknown_task_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="expected one of digits, evaluate"):
+        get_task("digitz")
