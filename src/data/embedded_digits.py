@@ -1,0 +1,278 @@
+"""Embedded digits: an offline, seeded stand-in for the course's MNIST-M and SVHN folders.
+
+`generate_digits` writes `<root>/{mnistm,svhn}/{data/*.png,train.csv,val.csv}` exactly as the
+course's `hw2_data/digits/` is laid out (see shared/HW2_SPEC.md), from scikit-learn's handwritten
+digits blended over scikit-image photos (MNIST-M) and matplotlib's DejaVu fonts over textured
+backgrounds (SVHN). The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+from skimage.morphology import skeletonize
+
+from src.data.digits import DOMAINS, IMAGE_SIZE
+from src.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# MNIST fits each digit in a 20x20 box centred in 28x28; the course's MNIST-M classifier expects it.
+DIGIT_BOX = 20
+# The last VAL_POOL of load_digits' 1,797 images are the only sources of val images.
+VAL_POOL = 300
+# Colour photos that ship inside scikit-image (no download needed).
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "hubble_deep_field",
+               "immunohistochemistry", "retina")
+FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+              "DejaVuSans-BoldOblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
+              "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf", "DejaVuSansMono.ttf",
+              "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+              "DejaVuSansMono-BoldOblique.ttf")
+# SVHN digits are drawn at SUPERSAMPLE x resolution, then reduced: smooth edges at 28x28.
+SUPERSAMPLE = 3
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@functools.lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """The bundled colour photos as float32 [H, W, 3] in [0, 255], loaded once per process."""
+    import skimage.data
+
+    photos = []
+    for name in PHOTO_NAMES:
+        try:
+            image = np.asarray(getattr(skimage.data, name)())
+        except Exception:  # noqa: BLE001 - some installs lack an image or need a download
+            continue
+        if image.ndim == 3 and image.shape[2] >= 3:
+            photos.append(image[..., :3].astype(np.float32))
+    if not photos:
+        raise RuntimeError(f"none of scikit-image's photos {PHOTO_NAMES} could be loaded offline")
+    return tuple(photos)
+
+
+@functools.lru_cache(maxsize=2)
+def _digit_pool(split: str) -> tuple[np.ndarray, ...]:
+    """load_digits images of one split, grouped by label: pool[k] is float32 [n_k, 8, 8] in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0  # [1797, 8, 8]
+    labels = digits.target
+    part = slice(None, -VAL_POOL) if split == "train" else slice(-VAL_POOL, None)
+    images, labels = images[part], labels[part]
+    return tuple(images[labels == k] for k in range(10))
+
+
+@functools.lru_cache(maxsize=None)
+def _font(file: str, size: int) -> ImageFont.FreeTypeFont:
+    """A matplotlib-bundled TrueType font at a pixel size, loaded once per process."""
+    return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", file), size)
+
+
+# ----------------------------------------------------------------------------- MNIST-M
+
+
+def _binary_digit(source: np.ndarray, level: float) -> np.ndarray:
+    """Upscale an 8x8 digit 4x smoothly, threshold it and crop to its bounding box: bool [h, w]."""
+    smooth = ndimage.zoom(np.pad(source, 1), 4, order=3)  # [40, 40]
+    ink = smooth > min(level, 0.5 * smooth.max())
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _handwritten_digit(source: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An 8x8 digit [8, 8] drawn as MNIST draws digits, in a 20x20 box centred by mass: [28, 28]."""
+    # mild random stroke thickness, scale, rotation and shift; output float32 in [0, 1]
+    ink = _binary_digit(source, level=rng.uniform(0.4, 0.6))
+    scale = DIGIT_BOX / max(ink.shape) * rng.uniform(0.95, 1.05)  # output pixels per ink pixel
+    inside = ndimage.distance_transform_edt(np.pad(ink, 1))[1:-1, 1:-1]  # ink pixels to background
+    # 8x8 strokes scaled up are far thicker than MNIST's: erode the typical stroke (median half-width
+    # along the skeleton) to 2-2.5 output pixels; the course classifier scores such digits best.
+    half_width = np.median(inside[skeletonize(ink)]) * scale
+    erosion = max(0.0, half_width - rng.uniform(2.0, 2.5)) / scale
+    digit = np.clip(inside - erosion, 0.0, 1.0)  # one-pixel soft edge
+    angle = np.deg2rad(rng.uniform(-6.0, 6.0))
+    cos, sin = np.cos(angle), np.sin(angle)
+    # affine_transform maps output (row, col) to input coordinates: in = matrix @ out + offset
+    matrix = np.array([[cos, -sin], [sin, cos]]) / scale
+    out_centre = (IMAGE_SIZE - 1) / 2 + rng.uniform(-0.5, 0.5, size=2)
+    offset = np.array(ndimage.center_of_mass(digit)) - matrix @ out_centre
+    out = ndimage.affine_transform(digit, matrix, offset, output_shape=(IMAGE_SIZE,) * 2, order=1)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _photo_crop(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A random size x size crop of a random bundled photo: float32 [size, size, 3] in [0, 255]."""
+    photos = _photos()
+    photo = photos[rng.integers(len(photos))]
+    top = rng.integers(photo.shape[0] - size + 1)
+    left = rng.integers(photo.shape[1] - size + 1)
+    return photo[top:top + size, left:left + size]
+
+
+def mnistm_image(source: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An MNIST-M style uint8 [28, 28, 3] image of a load_digits source [8, 8] in [0, 1]."""
+    # blended as MNIST-M was made: |photo crop - digit| per channel
+    digit = _handwritten_digit(source, rng)[..., None] * 255.0  # [28, 28, 1]
+    return np.abs(_photo_crop(rng) - digit).round().astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- SVHN
+
+
+def _house_number(label: int, rng: np.random.Generator) -> np.ndarray:
+    """Ink coverage [28, 28] in [0, 1] of a font-rendered digit, neighbours cut by the edges."""
+    size = IMAGE_SIZE * SUPERSAMPLE
+    font = _font(FONT_FILES[rng.integers(len(FONT_FILES))],
+                 int(SUPERSAMPLE * rng.uniform(19.0, 28.0)))  # digits are ~0.73 em tall: 14-20 px
+    stroke = int(rng.integers(0, SUPERSAMPLE))  # thicker strokes, up to one output pixel
+    advance = font.getlength("0")  # DejaVu digits share one advance width
+    centre = np.array([size / 2, size / 2]) + rng.uniform(-1.0, 1.0, size=2) * SUPERSAMPLE
+    glyphs = [(str(label), 0.0)]
+    for side in (-1.0, 1.0):
+        if rng.random() < 0.6:  # a neighbour on this side, one advance plus a gap away
+            gap = rng.uniform(0.0, 0.3) * font.size + 2 * stroke
+            glyphs.append((str(rng.integers(10)), side * (advance + gap)))
+    canvas = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for text, dx in glyphs:
+        draw.text((centre[0] + dx, centre[1]), text, fill=255, font=font, anchor="mm",
+                  stroke_width=stroke, stroke_fill=255)
+    canvas = canvas.rotate(rng.uniform(-8.0, 8.0), resample=Image.BILINEAR)
+    return np.asarray(canvas.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of colours [..., 3] in [0, 1]."""
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def _svhn_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two background colours and an ink colour [3] in [0, 1], the ink clearly lighter or darker."""
+    background = _muted(rng.uniform(0.0, 1.0, size=3), rng)
+    second = np.clip(background + rng.normal(0.0, 0.15, size=3), 0.0, 1.0)
+    luma = _luminance((background + second) / 2)
+    while True:  # rejection sampling: draws depend only on rng, so the result is reproducible
+        ink = _muted(rng.uniform(0.0, 1.0, size=3), rng)
+        if abs(_luminance(ink) - luma) > 0.3:
+            return background, second, ink
+
+
+def _muted(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pull a colour [3] towards its grey by a random amount: street photos are rarely saturated."""
+    grey = _luminance(rgb)
+    return grey + (rgb - grey) * rng.uniform(0.3, 1.0)
+
+
+def _svhn_background(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A gradient between two colours with blotchy noise and some photo texture: [28, 28, 3]."""
+    angle = rng.uniform(0.0, 2 * np.pi)
+    rows, cols = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE] / (IMAGE_SIZE - 1) - 0.5
+    ramp = np.clip(rows * np.cos(angle) + cols * np.sin(angle) + 0.5, 0.0, 1.0)[..., None]
+    background = first + (second - first) * ramp
+    blotches = ndimage.gaussian_filter(rng.normal(0.0, 1.0, size=(IMAGE_SIZE, IMAGE_SIZE)), 3.0)
+    background = background + rng.uniform(0.0, 0.3) * blotches[..., None]
+    texture = _photo_crop(rng) / 255.0  # its detail only, not its colour
+    return background + rng.uniform(0.0, 0.35) * (texture - texture.mean((0, 1)))
+
+
+def svhn_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    """An SVHN style uint8 [28, 28, 3] image: a house-number digit `label` amid textured clutter."""
+    first, second, ink = _svhn_colours(rng)
+    coverage = _house_number(label, rng)[..., None]  # [28, 28, 1]
+    image = _svhn_background(first, second, rng) * (1.0 - coverage) + ink * coverage
+    image = ndimage.gaussian_filter(image, sigma=(rng.uniform(0.0, 0.8),) * 2 + (0.0,))
+    image = image + rng.normal(0.0, rng.uniform(0.0, 0.04), size=image.shape)
+    mean = image.mean((0, 1))
+    image = mean + (image - mean) * rng.uniform(0.6, 1.15)  # contrast from washed-out to crisp
+    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _render(domain: str, split: str, label: int, rng: np.random.Generator) -> np.ndarray:
+    """One image of `label` for a domain and split: uint8 [28, 28, 3]."""
+    if domain == "svhn":
+        return svhn_image(label, rng)
+    sources = _digit_pool(split)[label]
+    return mnistm_image(sources[rng.integers(len(sources))], rng)
+
+
+def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n labels, each digit n // 10 or n // 10 + 1 times, in random order: int64 [n]."""
+    return rng.permutation(np.arange(n) % 10)
+
+
+def _write_domain(domain_dir: Path, domain: str, seed: int, counts: dict[str, int]) -> None:
+    """Write `<domain_dir>/data/*.png` and one `<split>.csv` per split, in the course layout."""
+    (domain_dir / "data").mkdir(parents=True)
+    width = max(5, len(str(sum(counts.values()) - 1)))
+    index = 0
+    for split_id, (split, count) in enumerate(counts.items()):
+        # an independent stream per (seed, domain, split): val never shares draws with train
+        rng = np.random.default_rng([seed, DOMAINS.index(domain), split_id])
+        rows = []
+        for label in _balanced_labels(count, rng):
+            name = f"{index:0{width}d}.png"
+            Image.fromarray(_render(domain, split, int(label), rng)).save(domain_dir / "data" / name)
+            rows.append((name, int(label)))
+            index += 1
+        with open(domain_dir / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(("image_name", "label"))
+            writer.writerows(rows)
+
+
+def generate_digits(root: Path, *, seed: int = 0, n_train: int = 5000, n_val: int = 1000) -> Path:
+    """Write n_train + n_val images per domain to `root` in the course layout; returns `root`."""
+    # built in a temporary sibling folder and renamed into place: `root` exists only when complete
+    root = Path(root)
+    for key, value in (("n_train", n_train), ("n_val", n_val)):
+        if value < 1:
+            raise ConfigError(f"{key}={value}: expected at least 1 image per split")
+    if root.exists():
+        raise DataError(f"{root}: already exists; delete it to generate the digits again")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        for domain in DOMAINS:
+            _write_domain(partial / domain, domain, seed, {"train": n_train, "val": n_val})
+        partial.chmod(0o755)  # mkdtemp makes it private
+        os.replace(partial, root)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return root
+
+
+def ensure_embedded_digits(cache_dir: Path, *, seed: int = 0, n_train: int = 5000,
+                           n_val: int = 1000) -> Path:
+    """The embedded digits folder for these arguments under `cache_dir`, generated if absent."""
+    root = Path(cache_dir) / f"digits-v1-seed{seed}-train{n_train}-val{n_val}"
+    if root.exists():
+        return root
+    start = time.perf_counter()
+    try:
+        generate_digits(root, seed=seed, n_train=n_train, n_val=n_val)
+    except (DataError, OSError):
+        if root.exists():  # a concurrent process finished the same folder first
+            return root
+        raise
+    log.info("generated embedded digits in %s (%.1f s)", root, time.perf_counter() - start)
+    return root

@@ -1,0 +1,283 @@
+"""Digit classifiers for scoring generated MNIST-M / SVHN digits: the course's LeNet and our DigitNet."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+# Bump when DigitNet or the training recipe changes, so cached classifiers are retrained.
+RECIPE_VERSION = 2
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LR = 3e-3
+
+
+def normalize_images(images: Tensor) -> Tensor:
+    """uint8 [B, 3, H, W] in 0..255 -> float [B, 3, H, W] in [-1, 1], as the course grader normalises."""
+    return images.float().div(255.0).sub(0.5).div(0.5)
+
+
+class LeNet(nn.Module):
+    """The course's MNIST-M classifier; its `Classifier.pth` state dict loads with strict=True."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, kernel_size=5)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        self.fc1 = nn.Linear(256, 128)
+        self.fc2 = nn.Linear(128, 64)
+        self.fc3 = nn.Linear(64, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        """[B, 3, 28, 28] in [-1, 1] -> penultimate activations [B, 64]."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # [B, 6, 12, 12]
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # [B, 16, 4, 4]
+        x = F.relu(self.fc1(x.flatten(1)))  # [B, 128]
+        return F.relu(self.fc2(x))  # [B, 64]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, 3, 28, 28] in [-1, 1] -> logits [B, 10]."""
+        return self.fc3(self.features(x))
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class DigitNet(nn.Module):
+    """Small BatchNorm CNN (141k parameters) that scores generated digits more reliably than LeNet."""
+
+    feature_dim = 128
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            # two convs at full resolution: thin strokes on photo backgrounds need them (+1.5 points on MNIST-M)
+            _conv_bn(3, 32), _conv_bn(32, 32), nn.MaxPool2d(2),  # [B, 32, 14, 14]
+            _conv_bn(32, 64), _conv_bn(64, 64), nn.MaxPool2d(2),  # [B, 64, 7, 7]
+            _conv_bn(64, self.feature_dim), nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # [B, 128]
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
+
+    def features(self, x: Tensor) -> Tensor:
+        """[B, 3, 28, 28] in [-1, 1] -> pooled features [B, 128]."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, 3, 28, 28] in [-1, 1] -> logits [B, 10]."""
+        return self.head(self.body(x))
+
+
+def load_course_classifier(path: Path) -> LeNet:
+    """Load the course's `Classifier.pth` (a dict with 'state_dict', or a bare state dict) into LeNet."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found; expected the course's MNIST-M classifier checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(err).__name__}); expected a state dict") from err
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}; expected a dict of tensors or {{'state_dict': ...}}")
+    model = LeNet()
+    expected, found = set(model.state_dict()), set(state)
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: not a LeNet state dict: missing keys {missing}, unexpected keys {unexpected}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: LeNet shapes do not match: {str(err).splitlines()[-1].strip()}") from err
+    return model.eval()
+
+
+@torch.no_grad()
+def classify(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Predict digits for uint8 images [N, 3, 28, 28] -> int64 [N], normalising as the grader does."""
+    model.eval()
+    preds = [model(normalize_images(chunk)).argmax(dim=1) for chunk in images.split(batch_size)]
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
+
+
+def random_affine(x: Tensor, generator: torch.Generator, max_shift: float = 2.0,
+                  max_rot_deg: float = 10.0, max_scale: float = 0.1) -> Tensor:
+    """Small random shift/rotation/scale per image (no flips: digits are not mirror-symmetric)."""
+    b, _, h, _ = x.shape  # [B, C, H, W], H == W
+    u = torch.rand(b, 4, generator=generator) * 2 - 1  # [B, 4] in [-1, 1]
+    angle = u[:, 0] * math.radians(max_rot_deg)
+    scale = 1 + u[:, 1] * max_scale
+    shift = u[:, 2:] * (2 * max_shift / h)  # pixels -> affine_grid's [-1, 1] coordinates
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # [B, H, W, 2]
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+_CHANNEL_ORDERS = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+
+
+def random_colour(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Random channel order and inversion per image: digit colours vary freely in MNIST-M and SVHN."""
+    b = x.shape[0]  # x: [B, 3, H, W] in [-1, 1]
+    order = _CHANNEL_ORDERS[torch.randint(len(_CHANNEL_ORDERS), (b,), generator=generator)]  # [B, 3]
+    x = x[torch.arange(b)[:, None], order]
+    sign = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)  # [B]
+    return x * sign[:, None, None, None]
+
+
+def _accuracy(model: nn.Module, data: tuple[Tensor, Tensor]) -> float:
+    images, labels = data
+    return (classify(model, images) == labels).float().mean().item()
+
+
+def train_classifier(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], *, epochs: int,
+                     batch_size: int, lr: float, seed: int) -> tuple[nn.Module, float]:
+    """Train a DigitNet on uint8 images [N, 3, 28, 28] and int64 labels [N]; return it (eval) and val accuracy."""
+    # Init and dropout draw from the global RNG: seed a forked copy so the caller's state is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitNet()
+        val_acc = _fit(model, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
+                       generator=torch.Generator().manual_seed(seed))
+    return model.eval(), val_acc
+
+
+def _fit(model: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], *, epochs: int,
+         batch_size: int, lr: float, generator: torch.Generator) -> float:
+    """AdamW + one-cycle schedule with random-affine augmentation; returns the final val accuracy."""
+    images, labels = train
+    steps_per_epoch = math.ceil(len(images) / batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    val_acc = float("nan")
+    for epoch in range(epochs):
+        model.train()
+        total_loss = 0.0
+        for idx in torch.randperm(len(images), generator=generator).split(batch_size):
+            x = random_affine(random_colour(normalize_images(images[idx]), generator), generator)  # [b, 3, 28, 28]
+            loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.05)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(idx)
+        val_acc = _accuracy(model, val)
+        log.info("classifier epoch %d/%d: train loss %.4f, val acc %.4f",
+                 epoch + 1, epochs, total_loss / len(images), val_acc)
+    return val_acc
+
+
+def _cache_key(data_root: Path, epochs: int, batch_size: int, lr: float, seed: int) -> str:
+    settings = f"{data_root.resolve()}|v{RECIPE_VERSION}|e{epochs}|b{batch_size}|lr{lr}|s{seed}"
+    return hashlib.sha1(settings.encode()).hexdigest()[:12]
+
+
+def classifier_cache_dir(data_root: Path, cache_dir: Path, *, epochs: int = DEFAULT_EPOCHS,
+                         batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, seed: int = 0) -> Path:
+    """Folder `cache_dir/classifiers/<key>` holding `<domain>.pt` and `<domain>.json` for these settings."""
+    return Path(cache_dir) / "classifiers" / _cache_key(Path(data_root), epochs, batch_size, lr, seed)
+
+
+def _data_fingerprint(domain_dir: Path) -> str:
+    """Hash of the split files, so a cached classifier is retrained when the data at a path changes."""
+    digest = hashlib.sha1()
+    for name in ("train.csv", "val.csv"):
+        file = domain_dir / name
+        digest.update(file.read_bytes() if file.is_file() else b"")
+    return digest.hexdigest()[:12]
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary sibling and rename, so readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_cached(weights: Path, report: Path, fingerprint: str) -> tuple[nn.Module, float] | None:
+    """Return (model, val_acc) from the cache, or None when absent or trained on other data."""
+    if not (weights.is_file() and report.is_file()):
+        return None
+    try:
+        info = json.loads(report.read_text())
+    except ValueError:
+        log.warning("%s: unreadable report; retraining", report)
+        return None
+    if info.get("data_fingerprint") != fingerprint:
+        log.info("%s: data changed since it was trained; retraining", weights)
+        return None
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model = DigitNet()
+        model.load_state_dict(state, strict=True)
+    except Exception as err:
+        raise CheckpointError(f"{weights}: cached classifier cannot be loaded ({type(err).__name__}); "
+                              "expected a DigitNet state dict: delete the file to retrain") from err
+    return model.eval(), float(info["val_acc"])
+
+
+def load_or_train_classifiers(data_root: Path, cache_dir: Path, *, domains: tuple[str, ...] = ("mnistm", "svhn"),
+                              epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
+                              lr: float = DEFAULT_LR, seed: int = 0,
+                              min_val_acc: float = 0.98) -> dict[str, nn.Module]:
+    """One DigitNet per domain of a course-layout data root, trained once and cached under `cache_dir`."""
+    from src.data.digits import load_digit_split  # imported here: only training needs the data loader
+
+    out_dir = classifier_cache_dir(data_root, cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models: dict[str, nn.Module] = {}
+    for domain in domains:
+        weights, report = out_dir / f"{domain}.pt", out_dir / f"{domain}.json"
+        fingerprint = _data_fingerprint(Path(data_root) / domain)
+        cached = _load_cached(weights, report, fingerprint)
+        if cached is None:
+            start = time.perf_counter()
+            train = load_digit_split(Path(data_root) / domain, "train")
+            val = load_digit_split(Path(data_root) / domain, "val")
+            model, val_acc = train_classifier(train, val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+            info = {"domain": domain, "val_acc": val_acc, "n_train": len(train[1]), "n_val": len(val[1]),
+                    "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                    "seconds": round(time.perf_counter() - start, 1), "data_fingerprint": fingerprint,
+                    "data_root": str(Path(data_root).resolve())}
+            _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
+            _atomic_write(report, lambda p: p.write_text(json.dumps(info, indent=2)))
+        else:
+            model, val_acc = cached
+        log.info("%s classifier: val acc %.4f (%s)", domain, val_acc, weights)
+        if val_acc < min_val_acc:
+            log.warning("%s classifier: val acc %.4f is below %.4f; its scores of generated digits are less reliable",
+                        domain, val_acc, min_val_acc)
+        models[domain] = model
+    return models
+
+
+def cached_val_accuracies(data_root: Path, cache_dir: Path, *, domains: tuple[str, ...] = ("mnistm", "svhn"),
+                          epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
+                          lr: float = DEFAULT_LR, seed: int = 0) -> dict[str, float]:
+    """Val accuracy of each cached classifier, as `{domain}/classifier_val_acc` metric keys."""
+    out_dir = classifier_cache_dir(data_root, cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    accs = {}
+    for domain in domains:
+        report = out_dir / f"{domain}.json"
+        if report.is_file():
+            accs[f"{domain}/classifier_val_acc"] = float(json.loads(report.read_text())["val_acc"])
+    return accs
