@@ -72,9 +72,9 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    max_steps: int = 1000
+    max_steps: int = 1500
     max_epochs: int = -1
-    val_check_interval: Any = 250
+    val_check_interval: Any = 500
     check_val_every_n_epoch: Optional[int] = None
     limit_val_batches: Any = 4
     log_every_n_steps: int = 25

@@ -1,6 +1,7 @@
 """Experiment loggers: W&B (offline by default), CSV, or none; plus image logging for each."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -50,3 +51,21 @@ def finish(logger: Any) -> None:
         import wandb
 
         wandb.finish()
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def tame_lightning_logging() -> None:
+    """One copy of each Lightning message (through Hydra's handlers, into run.log), without its
+    advertising tips or the warning about the EMA copy that is in eval mode on purpose."""
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -19,13 +19,19 @@ class DiffusionModule(pl.LightningModule):
     """
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, *, lr: float, weight_decay: float = 0.0,
-                 warmup_steps: int = 0, cond_drop_prob: float = 0.1, ema_decay: float = 0.999) -> None:
+                 warmup_steps: int = 0, cond_drop_prob: float = 0.1, ema_decay: float = 0.999,
+                 min_snr_gamma: float | None = None) -> None:
         super().__init__()
         self.net, self.schedule = net, schedule
         self.ema = EMA(net, ema_decay)
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.cond_drop_prob = cond_drop_prob
         self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
+        # Min-SNR-gamma weighting (Hang et al. 2023, eq. 9, eps-prediction): w_t = min(SNR_t, gamma) / SNR_t
+        # spends the gradient on the noisy steps that decide the digit's shape; None weighs all steps 1.
+        snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)
+        weight = snr.clamp(max=min_snr_gamma) / snr if min_snr_gamma else torch.ones_like(snr)
+        self.register_buffer("loss_weight", weight.float(), persistent=False)
 
     def _loss(self, net: nn.Module, batch: tuple[Tensor, Tensor, Tensor], generator=None) -> Tensor:
         x_0, digit, domain = batch
@@ -37,7 +43,8 @@ class DiffusionModule(pl.LightningModule):
         cond = torch.stack([digit, domain], dim=1)  # [B, 2]
         drop = torch.rand(b, device=x_0.device, generator=generator) < self.cond_drop_prob
         cond = torch.where(drop[:, None], net.null_cond.to(cond.device), cond)
-        return F.mse_loss(net(x_t, t, cond), eps)
+        per_image = F.mse_loss(net(x_t, t, cond), eps, reduction="none").mean(dim=(1, 2, 3))  # [B]
+        return (self.loss_weight[t] * per_image).mean()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self._loss(self.net, batch)

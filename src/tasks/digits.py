@@ -17,7 +17,7 @@ from src.errors import ConfigError
 from src.eval.digit_scores import score_digit_folder
 from src.figures import save_class_grid, save_process
 from src.images import fresh_dir, replace_dir, save_png, to_uint8
-from src.loggers import build_logger, finish, log_images, log_metrics
+from src.loggers import build_logger, finish, log_images, log_metrics, tame_lightning_logging
 from src.models.diffusion_module import DiffusionModule
 from src.tasks.digit_judging import load_judges, real_val_images, resolve_data_root
 from src.tasks.digit_sampling import frame_labels, sample_digits
@@ -29,7 +29,8 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
     """The LightningModule with its injected network and noise schedule."""
     m = cfg.model
     return DiffusionModule(instantiate(m.net), instantiate(cfg.scheduler), lr=m.lr, weight_decay=m.weight_decay,
-                           warmup_steps=m.warmup_steps, cond_drop_prob=m.cond_drop_prob, ema_decay=m.ema_decay)
+                           warmup_steps=m.warmup_steps, cond_drop_prob=m.cond_drop_prob, ema_decay=m.ema_decay,
+                           min_snr_gamma=m.min_snr_gamma)
 
 
 def _loaders(cfg: DictConfig, data_root: Path) -> tuple[DataLoader, DataLoader]:
@@ -56,6 +57,7 @@ def train(cfg: DictConfig, module: DiffusionModule, data_root: Path, out: Path, 
     """Fit with Lightning (checkpoints last + best by val/loss; resumes); returns training metrics."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    tame_lightning_logging()
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{step}", monitor="val/loss",
                            save_last=True, save_top_k=1)
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=[ckpt],

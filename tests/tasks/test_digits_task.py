@@ -76,3 +76,24 @@ def test_bad_value_exits_nonzero_with_one_line(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == "error: sampler.eta=2.0: expected a value in [0, 1]"
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_training_resumes_from_the_run_directory(tiny_digits_cfg, tmp_path):
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.trainer.max_steps = 2
+    run(tiny_digits_cfg)
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.trainer.max_steps = 4
+    metrics = run(tiny_digits_cfg)  # picks up <run>/checkpoints/last.ckpt at step 2
+    assert metrics["train/steps"] == 4
+    state = __import__("torch").load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 4 and int(state["state_dict"]["ema.num_updates"]) == 4
+
+
+def test_wandb_offline_run_is_written(tiny_digits_cfg, tmp_path):
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.logger.name, tiny_digits_cfg.logger.mode = "wandb", "offline"
+        tiny_digits_cfg.logger.tags = ["guidance"]
+    run(tiny_digits_cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
