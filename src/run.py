@@ -21,14 +21,15 @@ register_configs()
 def run(cfg: DictConfig) -> dict[str, float]:
     """Validate, seed and run the task named by cfg.task.name; returns its flat metrics."""
     validate(cfg)
-    from src.runtime import tune_allocator, write_json_atomic, seed_everything
+    from src.runtime import is_main_process, seed_everything, tune_allocator, write_json_atomic
     from src.tasks import get_task
 
     tune_allocator()
     task = get_task(cfg.task.name)
     seed_everything(cfg.seed)
     metrics = task(cfg)
-    write_json_atomic(metrics, f"{cfg.paths.output_dir}/metrics.json")
+    if is_main_process():
+        write_json_atomic(metrics, f"{cfg.paths.output_dir}/metrics.json")
     return metrics
 
 

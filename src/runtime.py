@@ -31,6 +31,13 @@ def tune_allocator() -> bool:
     return bool(ok)
 
 
+def is_main_process() -> bool:
+    """False in the extra processes of a distributed (DDP) run, which must not write results."""
+    if "RANK" in os.environ:
+        return os.environ["RANK"] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) from one integer."""
     random.seed(seed)

@@ -78,3 +78,13 @@ def test_wrong_type_fails_at_compose():
 def test_unknown_task_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="expected one of digits, evaluate"):
         get_task("digitz")
+
+
+def test_composing_imports_neither_lightning_nor_diffusers():
+    import subprocess
+    import sys
+
+    code = ("import sys, src.run, src.config, src.tasks; "
+            "print(sorted(m for m in ('lightning', 'diffusers', 'torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

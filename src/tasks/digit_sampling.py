@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from src.data.digits import DOMAINS
 from src.diffusion.guidance import ClassifierFreeGuidance
 from src.diffusion.samplers import ddim_sample, ddpm_sample
 from src.diffusion.schedules import NoiseSchedule
@@ -31,8 +32,9 @@ def sample_digits(net: nn.Module, schedule: NoiseSchedule, s, *, domains: list[s
     first image of digit 0 in each domain.
     """
     net.eval()
-    cond = torch.cartesian_prod(torch.arange(len(domains)), torch.arange(num_classes), torch.arange(s.per_class))
-    cond = torch.stack([cond[:, 1], cond[:, 0]], dim=1).to(device)  # [N, 2] = (digit, domain)
+    domain_ids = torch.tensor([DOMAINS.index(d) for d in domains])  # the ids DigitsDataset trains with
+    grid = torch.cartesian_prod(torch.arange(len(domains)), torch.arange(num_classes), torch.arange(s.per_class))
+    cond = torch.stack([grid[:, 1], domain_ids[grid[:, 0]]], dim=1).to(device)  # [N, 2] = (digit, domain)
     tracked = {d * num_classes * s.per_class: d for d in range(len(domains))}  # row -> domain
     gen = torch.Generator(device=device).manual_seed(seed)
     denoiser = ClassifierFreeGuidance(net, net.null_cond, s.guidance_scale)

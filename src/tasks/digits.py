@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.task.train:
         metrics.update(train(cfg, module, data_root, out, logger))
         if not metrics.pop("is_global_zero"):
-            return metrics  # DDP: rank 0 samples and scores
+            return {}  # DDP: rank 0 alone samples, scores and writes
     else:
         load_for_sampling(cfg, module)
     metrics["time/train_s"] = time.perf_counter() - t0

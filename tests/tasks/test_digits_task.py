@@ -97,3 +97,34 @@ def test_wandb_offline_run_is_written(tiny_digits_cfg, tmp_path):
     run(tiny_digits_cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_course_layout_data_root(tmp_path, cache_dir, tiny_overrides):
+    """data.root pointing at a folder in the course layout (here: a copy of a tiny embedded set)."""
+    import shutil
+
+    from src.config import compose_config
+    from src.data.embedded_digits import generate_digits
+
+    course = generate_digits(tmp_path / "hw2_data" / "digits", seed=1, n_train=60, n_val=40)
+    shutil.rmtree(course / "svhn")
+    cfg = compose_config(["task=digits", *tiny_overrides, f"data.root={course}", "data.domains=[mnistm]",
+                          f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'run'}"])
+    metrics = run(cfg)
+    assert metrics["mnistm/n"] == 20 and "svhn/acc" not in metrics
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["mnistm"]
+
+
+def test_training_is_reproducible_for_a_seed(tmp_path, cache_dir, tiny_overrides):
+    from src.config import compose_config
+
+    outs = []
+    for name in ("a", "b"):
+        cfg = compose_config(["task=digits", *tiny_overrides, f"paths.cache_dir={cache_dir}",
+                              f"paths.output_dir={tmp_path / name}"])
+        outs.append(run(cfg))
+    assert outs[0]["train/loss"] == outs[1]["train/loss"]
+    for domain in ("mnistm", "svhn"):
+        a = sorted((tmp_path / "a" / "samples" / domain).iterdir())
+        b = sorted((tmp_path / "b" / "samples" / domain).iterdir())
+        assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
