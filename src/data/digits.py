@@ -41,7 +41,7 @@ def _read_rows(csv_path: Path) -> list[tuple[int, str, int]]:
     return rows
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_digit_image(path: Path) -> np.ndarray:
     """One image as RGB 28x28, resized bilinearly as the grader does: uint8 [28, 28, 3]."""
     try:
         with Image.open(path) as image:
@@ -65,7 +65,7 @@ def load_digit_split(domain_dir: Path, split: str) -> tuple[torch.Tensor, torch.
         path = domain_dir / "data" / name
         if not path.is_file():
             raise DataError(f"{csv_path}, line {line_no}: image {path} does not exist")
-        images[i] = _read_image(path)
+        images[i] = read_digit_image(path)
     labels = torch.tensor([label for _, _, label in rows], dtype=torch.int64)  # [N]
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels  # [N, 3, 28, 28]
 

@@ -6,29 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from src.data.digits import IMAGE_SIZE, read_digit_image
 from src.errors import DataError
 from src.eval.classifiers import classify, normalize_images
 
 __all__ = ["read_generated", "classify", "digit_fid", "score_digit_folder"]
-
-IMAGE_SIZE = 28
-
-
-def _read_png(file: Path) -> np.ndarray:
-    """One image file -> uint8 [28, 28, 3], resized bilinearly as the grader's transform does."""
-    try:
-        with Image.open(file) as img:
-            img = img.convert("RGB")
-            if img.size != (IMAGE_SIZE, IMAGE_SIZE):
-                img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except OSError as err:
-        raise DataError(f"{file}: not a readable image ({err}); expected a 28x28 RGB PNG") from err
-
 
 def read_generated(folder: Path, domain: str) -> tuple[Tensor, Tensor]:
     """`<folder>/<domain>/*.png` -> uint8 images [N, 3, 28, 28] and int64 labels [N] from the names' first character."""
@@ -41,7 +26,7 @@ def read_generated(folder: Path, domain: str) -> tuple[Tensor, Tensor]:
         if not file.name[0].isdigit():
             raise DataError(f"{file}: name starts with {file.name[0]!r}; expected a digit 0-9 (the grader's label)")
         labels.append(int(file.name[0]))
-    images = np.stack([_read_png(file) for file in files])  # [N, 28, 28, 3]
+    images = np.stack([read_digit_image(file) for file in files])  # [N, 28, 28, 3]
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64)
 
 

@@ -15,7 +15,9 @@ from src.models.ema import EMA
 class DiffusionModule(pl.LightningModule):
     """Owns the network, its EMA, the eps-prediction loss (Ho et al. 2020, eq. 14) and the optimizer.
 
-    Batches are (x_0 [B, C, H, W] in [-1, 1], digit [B], domain [B]). Sampling lives in src.diffusion.
+    Batches are (x_0 [B, C, H, W] in [-1, 1], digit [B], domain [B]) for a conditional net called
+    net(x_t, t, cond), or (x_0,) for an unconditional one called net(x_t, t). Sampling lives in
+    src.diffusion.
     """
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, *, lr: float, weight_decay: float = 0.0,
@@ -34,16 +36,20 @@ class DiffusionModule(pl.LightningModule):
         self.register_buffer("loss_weight", weight.float(), persistent=False)
 
     def _loss(self, net: nn.Module, batch: tuple[Tensor, Tensor, Tensor], generator=None) -> Tensor:
-        x_0, digit, domain = batch
+        x_0, labels = batch[0], batch[1:]
         b = x_0.shape[0]
         t = torch.randint(0, self.schedule.num_steps, (b,), device=x_0.device, generator=generator)
         eps = torch.randn(x_0.shape, device=x_0.device, generator=generator)
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x_0 + (1 - a).sqrt() * eps  # eq. 4
-        cond = torch.stack([digit, domain], dim=1)  # [B, 2]
-        drop = torch.rand(b, device=x_0.device, generator=generator) < self.cond_drop_prob
-        cond = torch.where(drop[:, None], net.null_cond.to(cond.device), cond)
-        per_image = F.mse_loss(net(x_t, t, cond), eps, reduction="none").mean(dim=(1, 2, 3))  # [B]
+        if labels:
+            cond = torch.stack(list(labels), dim=1)  # [B, 2] = (digit, domain)
+            drop = torch.rand(b, device=x_0.device, generator=generator) < self.cond_drop_prob
+            cond = torch.where(drop[:, None], net.null_cond.to(cond.device), cond)
+            eps_pred = net(x_t, t, cond)
+        else:
+            eps_pred = net(x_t, t)
+        per_image = F.mse_loss(eps_pred, eps, reduction="none").mean(dim=(1, 2, 3))  # [B]
         return (self.loss_weight[t] * per_image).mean()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
