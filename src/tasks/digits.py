@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from src.data.digits import DigitsDataset
-from src.errors import ConfigError
+from src.errors import CheckpointError, ConfigError
 from src.eval.digit_scores import score_digit_folder
 from src.figures import save_class_grid, save_process
 from src.images import fresh_dir, replace_dir, save_png, to_uint8
@@ -78,8 +79,13 @@ def load_for_sampling(cfg: DictConfig, module: DiffusionModule) -> None:
     path = Path(cfg.ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"ckpt_path={str(path)!r}: no such checkpoint file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state["state_dict"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path}: not a task=digits checkpoint of this model.net ({first}); expected "
+                              "a Lightning .ckpt written by task=digits with the same model config") from err
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -45,6 +45,21 @@ def test_same_seed_same_samples_and_sampling_from_a_checkpoint(tiny_digits_cfg, 
     assert (again / "samples" / "svhn" / "3_000.png").read_bytes() == first
 
 
+def test_checkpoint_of_another_model_is_a_one_line_error(tiny_digits_cfg, tmp_path):
+    import torch
+
+    from src.errors import CheckpointError
+
+    bad = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"net.unet.conv_in.weight": torch.zeros(1)}}, bad)
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.task.train = False
+        tiny_digits_cfg.ckpt_path = str(bad)
+    with pytest.raises(CheckpointError, match="other.ckpt: not a task=digits checkpoint") as err:
+        run(tiny_digits_cfg)
+    assert "\n" not in str(err.value)
+
+
 def test_missing_checkpoint_is_a_config_error(tiny_digits_cfg, tmp_path):
     with open_dict(tiny_digits_cfg):
         tiny_digits_cfg.task.train = False
