@@ -39,3 +39,32 @@ def cache_dir(tmp_path_factory) -> Path:
 def tiny_digits_cfg(tmp_path, cache_dir):
     """task=digits shrunk to seconds, writing into tmp_path."""
     return compose_config(["task=digits", *TINY, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"])
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A random tiny CLIP (hidden 32, 32x32 images) with a BPE tokenizer trained offline, saved with
+    save_pretrained: load it with model.path."""
+    from src.models.random_clip import write_random_clip
+
+    return write_random_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def write_clip_course():
+    """write(root, id2label, files): the course's clip_zeroshot layout, <root>/id2label.json and a random
+    12x16 PNG <root>/val/<name> per file name."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    def write(root: Path, id2label: dict, files: list[str]) -> Path:
+        (root / "val").mkdir(parents=True, exist_ok=True)
+        (root / "id2label.json").write_text(json.dumps(id2label))
+        for i, name in enumerate(files):
+            pixels = np.random.default_rng(i).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "val" / name)
+        return root
+
+    return write

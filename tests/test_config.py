@@ -8,7 +8,7 @@ from src.config import CONF_DIR, compose_config, validate
 from src.errors import ConfigError
 from src.tasks import TASKS, get_task
 
-GROUPS = ["task", "data", "model", "scheduler", "sampler", "trainer", "logger"]
+GROUPS = ["task", "data", "model", "scheduler", "sampler", "trainer", "logger", "prompt"]
 
 
 def options(group: str) -> list[str]:
@@ -76,7 +76,7 @@ def test_wrong_type_fails_at_compose():
 
 
 def test_unknown_task_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="expected one of digits, evaluate"):
+    with pytest.raises(ConfigError, match="expected one of clip, digits, evaluate"):
         get_task("digitz")
 
 

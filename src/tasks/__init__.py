@@ -9,8 +9,11 @@ from omegaconf import DictConfig
 from src.errors import ConfigError
 
 TASKS = {
+    "clip": "src.tasks.clip",
     "digits": "src.tasks.digits",
     "evaluate": "src.tasks.evaluate",
+    "faces": "src.tasks.faces",
+    "ti": "src.tasks.ti",
 }
 
 

@@ -1,0 +1,72 @@
+"""Custom Diffusion (Kumari et al. 2023): new tokens plus the key and value projections of every
+cross-attention layer, trained jointly on several concepts; saved in diffusers' attention-processor format
+(`unet.save_attn_procs`, reloaded by `unet.load_attn_procs`)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from src.models.textual_inversion import TextualInversionModule
+
+WEIGHT_NAME = "pytorch_custom_diffusion_weights.bin"
+
+
+def install_custom_diffusion(unet) -> list[torch.nn.Parameter]:
+    """diffusers' CustomDiffusionAttnProcessor on every attention layer: cross-attention (attn2) gets trainable
+    copies of its to_k / to_v, self-attention trains nothing; returns the trainable parameters."""
+    from diffusers.models.attention_processor import CustomDiffusionAttnProcessor
+
+    procs, params = {}, []
+    for name in unet.attn_processors:
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        if name.endswith("attn1.processor"):
+            procs[name] = CustomDiffusionAttnProcessor(train_kv=False, train_q_out=False)
+            continue
+        proc = CustomDiffusionAttnProcessor(train_kv=True, train_q_out=False, hidden_size=attn.to_k.out_features,
+                                            cross_attention_dim=attn.to_k.in_features)
+        with torch.no_grad():
+            proc.to_k_custom_diffusion.weight.copy_(attn.to_k.weight)
+            proc.to_v_custom_diffusion.weight.copy_(attn.to_v.weight)
+        proc.to(attn.to_k.weight.device)
+        procs[name] = proc
+        params += [proc.to_k_custom_diffusion.weight, proc.to_v_custom_diffusion.weight]
+    unet.set_attn_processor(procs)
+    return params
+
+
+class CustomDiffusionModule(TextualInversionModule):
+    """Textual inversion of several tokens at once plus the cross-attention K/V projections (lr `kv_lr`)."""
+
+    def __init__(self, pipe, tokens: list[str], initializers: list[str], *, num_vectors: int = 1,
+                 lr: float = 5e-3, kv_lr: float = 1e-5):
+        super().__init__(pipe, tokens, initializers, num_vectors=num_vectors, lr=lr)
+        self.kv_params = install_custom_diffusion(self.unet)
+        self.kv_lr = kv_lr
+
+    def trained_key(self, key: str) -> bool:
+        return key.endswith("new_embeds") or "custom_diffusion" in key
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW([{"params": [self.embedding.new_embeds], "lr": self.lr},
+                                  {"params": self.kv_params, "lr": self.kv_lr}], weight_decay=self.weight_decay)
+
+
+def save_custom_diffusion(unet, folder: str | Path) -> Path:
+    """The attention processors as <folder>/pytorch_custom_diffusion_weights.bin, written beside and renamed."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    unet.save_attn_procs(tmp, weight_name=WEIGHT_NAME, safe_serialization=False)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder / WEIGHT_NAME
+
+
+def load_custom_diffusion(pipe, folder: str | Path) -> None:
+    """Load processors saved by save_custom_diffusion (or diffusers' train_custom_diffusion.py) into pipe.unet."""
+    # diffusers 0.42's load_attn_procs installs the processors only when given the pipeline
+    pipe.unet.load_attn_procs(str(folder), weight_name=WEIGHT_NAME, local_files_only=True, _pipeline=pipe)

@@ -1,0 +1,170 @@
+"""Textual inversion (Gal et al. 2022) as a LightningModule: new placeholder tokens whose embeddings are the
+only trainable parameters of a frozen Stable Diffusion, fitted with the noise-prediction loss on VAE latents."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.errors import ConfigError
+
+# The templates of diffusers' textual_inversion example (after the paper's), `{}` = the placeholder.
+OBJECT_TEMPLATES = (
+    "a photo of a {}", "a rendering of a {}", "a cropped photo of the {}", "the photo of a {}",
+    "a photo of a clean {}", "a photo of a dirty {}", "a dark photo of the {}", "a photo of my {}",
+    "a photo of the cool {}", "a close-up photo of a {}", "a bright photo of the {}", "a cropped photo of a {}",
+    "a photo of the {}", "a good photo of the {}", "a photo of one {}", "a close-up photo of the {}",
+    "a rendition of the {}", "a photo of the clean {}", "a rendition of a {}", "a photo of a nice {}",
+    "a good photo of a {}", "a photo of the nice {}", "a photo of the small {}", "a photo of the weird {}",
+    "a photo of the large {}", "a photo of a cool {}", "a photo of a small {}",
+)
+STYLE_TEMPLATES = (
+    "a painting in the style of {}", "a rendering in the style of {}", "a cropped painting in the style of {}",
+    "the painting in the style of {}", "a clean painting in the style of {}", "a dirty painting in the style of {}",
+    "a dark painting in the style of {}", "a picture in the style of {}", "a cool painting in the style of {}",
+    "a close-up painting in the style of {}", "a bright painting in the style of {}",
+    "a good painting in the style of {}", "a rendition in the style of {}", "a nice painting in the style of {}",
+    "a small painting in the style of {}", "a weird painting in the style of {}", "a large painting in the style of {}",
+)
+TEMPLATES = {"object": OBJECT_TEMPLATES, "style": STYLE_TEMPLATES}
+
+
+def vector_tokens(token: str, num_vectors: int) -> list[str]:
+    """diffusers' names for a multi-vector token: <t>, <t>_1, ..., <t>_{n-1} (what load_textual_inversion adds)."""
+    return [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
+
+
+def expand_placeholder(text: str, token: str, num_vectors: int) -> str:
+    """'a <t>' -> 'a <t> <t>_1 ...', as the pipeline's maybe_convert_prompt does for loaded embeddings."""
+    return text.replace(token, " ".join(vector_tokens(token, num_vectors)))
+
+
+def add_placeholder_tokens(tokenizer, text_encoder: nn.Module, token: str, initializer: str,
+                           num_vectors: int = 1) -> list[int]:
+    """Add `num_vectors` tokens named after `token` and set their embeddings to the initializer's; returns ids."""
+    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+    if len(init_ids) != 1:
+        raise ConfigError(f"ti.initializer_tokens: {initializer!r} is {len(init_ids)} tokens for this tokenizer; "
+                          "expected a word that is a single token")
+    names = vector_tokens(token, num_vectors)
+    if tokenizer.add_tokens(names) != num_vectors:
+        raise ConfigError(f"placeholder token {token!r} is already in the tokenizer; expected a new token")
+    ids = tokenizer.convert_tokens_to_ids(names)
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weight = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[ids] = weight[init_ids[0]].clone()
+    return ids
+
+
+class PlaceholderEmbedding(nn.Module):
+    """A frozen nn.Embedding whose rows `new_ids` are replaced by the trainable `new_embeds` [N, D]: every other
+    row is untouched by construction (no gradient, no optimizer state, no weight decay)."""
+
+    def __init__(self, base: nn.Embedding, new_ids: list[int]):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.register_buffer("new_ids", torch.tensor(new_ids, dtype=torch.long), persistent=False)
+        self.new_embeds = nn.Parameter(base.weight[new_ids].detach().clone().float())
+
+    @property
+    def weight(self) -> Tensor:
+        return self.base.weight
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        out = self.base(input_ids)  # [B, L, D]
+        match = (input_ids.unsqueeze(-1) == self.new_ids).to(out.dtype)  # [B, L, N]
+        new = match @ self.new_embeds.to(out.dtype)  # [B, L, D]
+        return torch.where(match.sum(-1, keepdim=True) > 0, new, out)
+
+    def merged(self) -> nn.Embedding:
+        """The base embedding with the learned rows written in."""
+        with torch.no_grad():
+            self.base.weight[self.new_ids] = self.new_embeds.to(self.base.weight.dtype)
+        return self.base
+
+
+class TextualInversionModule(pl.LightningModule):
+    """Fits the embeddings of one or more placeholder tokens (num_vectors rows each) on concept images.
+
+    Batches are (pixels [B, 3, H, W] in [-1, 1], prompts [B] with the placeholders already expanded)."""
+
+    def __init__(self, pipe, token: str | list[str], initializer: str | list[str], *, num_vectors: int = 1,
+                 lr: float = 5e-3, weight_decay: float = 0.0):
+        super().__init__()
+        from diffusers import DDPMScheduler
+
+        self.tokenizer, self.vae, self.unet, self.text_encoder = pipe.tokenizer, pipe.vae, pipe.unet, pipe.text_encoder
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        for m in (self.vae, self.unet, self.text_encoder):
+            m.requires_grad_(False)
+        tokens = [token] if isinstance(token, str) else list(token)
+        inits = [initializer] if isinstance(initializer, str) else list(initializer)
+        self.num_vectors, self.lr, self.weight_decay = num_vectors, lr, weight_decay
+        self.token_ids = {tok: add_placeholder_tokens(self.tokenizer, self.text_encoder, tok, init, num_vectors)
+                          for tok, init in zip(tokens, inits, strict=True)}
+        self.new_ids = [i for ids in self.token_ids.values() for i in ids]
+        self.embedding = PlaceholderEmbedding(self.text_encoder.get_input_embeddings(), self.new_ids)
+        self.text_encoder.set_input_embeddings(self.embedding)
+        self.strict_loading = False  # checkpoints hold only the learned rows
+
+    def encode_text(self, prompts: list[str]) -> Tensor:
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0]  # [B, 77, D]
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        pixels, prompts = batch
+        with torch.no_grad():
+            latents = self.vae.encode(pixels).latent_dist.sample() * self.vae.config.scaling_factor
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=self.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)  # q(x_t | x_0), DDPM eq. 4
+        eps_hat = self.unet(noisy, t, self.encode_text(list(prompts))).sample
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, t)
+        else:
+            target = noise
+        loss = F.mse_loss(eps_hat.float(), target.float())
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW([self.embedding.new_embeds], lr=self.lr, weight_decay=self.weight_decay)
+
+    def trained_key(self, key: str) -> bool:
+        """Whether a state_dict key is trained (and so kept in checkpoints)."""
+        return key.endswith("new_embeds")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if self.trained_key(k)}
+
+    def finish(self) -> dict[str, Tensor]:
+        """Write the learned rows into the text encoder's embedding (restoring its plain nn.Embedding) and
+        return them per token: {token: [num_vectors, D]}."""
+        if isinstance(self.text_encoder.get_input_embeddings(), PlaceholderEmbedding):
+            self.text_encoder.set_input_embeddings(self.embedding.merged())
+        weight = self.text_encoder.get_input_embeddings().weight
+        return {tok: weight[ids].detach().float().cpu().clone() for tok, ids in self.token_ids.items()}
+
+
+def save_learned_embeds(token: str, embeds: Tensor, path: str | Path) -> Path:
+    """{token: [num_vectors, D]} as safetensors (the diffusers format `load_textual_inversion` reads), written
+    to a temporary file and renamed."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    save_file({token: embeds.detach().float().cpu().contiguous()}, tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
+    os.replace(tmp, path)
+    return path

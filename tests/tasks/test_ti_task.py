@@ -1,0 +1,85 @@
+"""task=ti end to end on the project's tiny SD and tiny CLIP: course layout and count, metrics, reloading."""
+import json
+
+import pytest
+import torch
+
+from src.config import compose_config, validate
+from src.errors import ConfigError
+from src.run import run
+
+pytestmark = pytest.mark.slow
+
+TINY_TI = ["task=ti", "ti.steps=4", "ti.checkpoint_every=2", "ti.num_inference_steps=2", "ti.batch_size=25",
+           "data.embedded.size=32", "data.repeats=2", "trainer.enable_progress_bar=false", "logger=none"]
+
+
+@pytest.fixture
+def ti_cfg(tmp_path, cache_dir):
+    return compose_config([*TINY_TI, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'run'}"])
+
+
+def test_defaults_are_the_courses():
+    cfg = compose_config(["task=ti", "paths.output_dir=/tmp/x"])
+    validate(cfg)
+    assert cfg.ti.images_per_prompt == 25 and cfg.trainer.max_steps == cfg.ti.steps
+    assert cfg.model.tiny and cfg.model.path is None
+    gpu = compose_config(["task=ti", "trainer=gpu", "ti.steps=7", "paths.output_dir=/tmp/x"])
+    assert gpu.trainer.precision == "bf16-mixed" and gpu.trainer.max_steps == 7  # fp32 master weights
+
+
+def test_ti_run_writes_25_images_per_prompt_in_the_course_layout(ti_cfg, tmp_path):
+    metrics = run(ti_cfg)
+    out = tmp_path / "run"
+    for c in ("0", "1"):
+        assert sorted(p.name for p in (out / "samples" / c).iterdir()) == ["0", "1"]
+        for p in ("0", "1"):
+            files = {f.name for f in (out / "samples" / c / p).iterdir()}
+            assert files == {f"source{c}_prompt{p}_{i}.png" for i in range(25)}
+        assert (out / "embeddings" / c / "learned_embeds.safetensors").is_file()
+        assert (out / "checkpoints" / c / "last.ckpt").is_file()
+    assert not (out / ".samples.tmp").exists()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for key in ("image_score", "text_score", "total", "pass", "image_baseline", "text_baseline"):
+        assert f"c1/p1/{key}" in saved
+    assert saved["c0/train/steps"] == 4 and saved["grade/random_clip"] == 1.0
+    assert 0.0 <= saved["pass_rate"] <= 1.0 and (out / "figures" / "c1_p0.png").is_file()
+    # the multi-concept prompt, both embeddings loaded, scored against each concept's references
+    assert {f.name for f in (out / "samples_multi" / "0").iterdir()} == {f"multi_prompt0_{i}.png" for i in range(25)}
+    for c in ("0", "1"):
+        assert f"multi/p0/c{c}/image_score" in saved
+
+
+def test_embeddings_of_a_run_are_reloaded_instead_of_trained(ti_cfg, tmp_path):
+    run(ti_cfg)
+    first = (tmp_path / "run" / "samples" / "0" / "1" / "source0_prompt1_3.png").read_bytes()
+    again = compose_config([*TINY_TI, f"paths.cache_dir={ti_cfg.paths.cache_dir}", "ti.train=false",
+                            f"ti.embeds={tmp_path / 'run' / 'embeddings'}", f"paths.output_dir={tmp_path / 'again'}"])
+    metrics = run(again)
+    assert "c0/train/steps" not in metrics
+    assert (tmp_path / "again" / "samples" / "0" / "1" / "source0_prompt1_3.png").read_bytes() == first
+
+
+def test_bad_model_and_concept_values_are_one_line_errors(tmp_path, cache_dir):
+    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"]
+    with pytest.raises(ConfigError, match="model.path="):
+        run(compose_config([*base, f"model.path={tmp_path / 'nope'}"]))
+    with pytest.raises(ConfigError, match="model.path=None"):
+        run(compose_config([*base, "model=sd"]))
+    with pytest.raises(ConfigError, match=r"ti.concepts=\['7'\]"):
+        run(compose_config([*base, "ti.concepts=[7]"]))
+    with pytest.raises(ConfigError, match="ti.method='dreambooth'"):
+        run(compose_config([*base, "ti.method=dreambooth"]))
+
+
+def test_custom_diffusion_trains_jointly_saves_processors_and_reloads(tmp_path, cache_dir):
+    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", "ti.method=custom_diffusion", "ti.images_per_prompt=5",
+            "ti.batch_size=5"]
+    metrics = run(compose_config([*base, f"paths.output_dir={tmp_path / 'run'}"]))
+    emb = tmp_path / "run" / "embeddings"
+    assert metrics["joint/train/steps"] == 4 and (emb / "custom_diffusion" / "pytorch_custom_diffusion_weights.bin").is_file()
+    assert "multi/p0/c1/image_score" in metrics
+    first = (tmp_path / "run" / "samples_multi" / "0" / "multi_prompt0_2.png").read_bytes()
+    run(compose_config([*base, "ti.train=false", f"ti.embeds={emb}", f"paths.output_dir={tmp_path / 'again'}"]))
+    assert (tmp_path / "again" / "samples_multi" / "0" / "multi_prompt0_2.png").read_bytes() == first
