@@ -54,7 +54,8 @@ def load_sd_pipeline(path: str | Path, *, original_config: Optional[str | Path] 
             pipe = StableDiffusionPipeline.from_single_file(str(path), **common, **extra)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as err:
             raise CheckpointError(f"{path}: cannot load as a single-file Stable Diffusion checkpoint "
-                                  f"({_first_line(err)}); set model.original_config and model.config") from err
+                                  f"({_first_line(err)}); expected model.config=<a local diffusers-layout folder with the "
+                                  "component configs and tokenizer>") from err
     if pipe.tokenizer.model_max_length > 10_000:  # a tokenizer built from scratch; SD needs CLIP's 77
         pipe.tokenizer.model_max_length = 77
     pipe.set_progress_bar_config(disable=True)

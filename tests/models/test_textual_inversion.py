@@ -104,13 +104,20 @@ def _touch(path):
 def test_a_single_file_checkpoint_in_the_original_layout_loads_like_the_folder(sd_dir, tmp_path, name):
     from src.testing.tiny_models import write_tiny_single_file
 
+    import shutil
+
     path = write_tiny_single_file(sd_dir, tmp_path / name)
-    folder, single = load_sd_pipeline(sd_dir), load_sd_pipeline(path, config=sd_dir)
+    configs = shutil.copytree(sd_dir, tmp_path / "configs",  # what model.config needs: configs and tokenizer
+                              ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    folder, single = load_sd_pipeline(sd_dir), load_sd_pipeline(path, config=configs)
     for part in ("unet", "vae", "text_encoder"):
         a, b = getattr(folder, part).state_dict(), getattr(single, part).state_dict()
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k].reshape(a[k].shape)) for k in a)
     assert single.tokenizer.model_max_length == 77 and single.safety_checker is None
+    with pytest.raises(CheckpointError, match="model.config") as err:  # offline, nothing cached: one line
+        load_sd_pipeline(path)
+    assert "\n" not in str(err.value)
 
 
 def test_custom_diffusion_trains_only_tokens_and_cross_attention_kv_and_reloads(sd_dir, tmp_path):

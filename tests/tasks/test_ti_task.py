@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from src.config import compose_config, validate
 from src.errors import ConfigError
@@ -83,3 +82,12 @@ def test_custom_diffusion_trains_jointly_saves_processors_and_reloads(tmp_path, 
     first = (tmp_path / "run" / "samples_multi" / "0" / "multi_prompt0_2.png").read_bytes()
     run(compose_config([*base, "ti.train=false", f"ti.embeds={emb}", f"paths.output_dir={tmp_path / 'again'}"]))
     assert (tmp_path / "again" / "samples_multi" / "0" / "multi_prompt0_2.png").read_bytes() == first
+
+
+def test_wandb_gets_the_score_table_and_image_grids(tmp_path, cache_dir):
+    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", "ti.images_per_prompt=5", "ti.batch_size=5", "ti.steps=1",
+            "logger=wandb", "logger.mode=offline", "ti.concepts=[1]", f"paths.output_dir={tmp_path}"]
+    metrics = run(compose_config(base))
+    assert "multi/p0/c1/image_score" not in metrics  # <new1> is not loaded: the multi-concept prompt is skipped
+    media = next((tmp_path / "wandb").glob("offline-run-*")) / "files" / "media"
+    assert list((media / "table").rglob("*.table.json")) and list((media / "images").rglob("*.png"))
