@@ -41,7 +41,7 @@ def resolve_face_root(cfg: DictConfig) -> Path:
 def embedded_spec(cfg: DictConfig) -> dict:
     """Everything the embedded folder depends on; its hash names the cache folder."""
     m, e, s = cfg.model, cfg.data.embedded, cfg.scheduler
-    if m.get("format") != "course" or m.get("train") is None:
+    if m.get("net") is None or m.get("train") is None:
         raise ConfigError("data.root=None: the embedded faces are made by training model=face_unet_small "
                           "(the default of task=faces); expected that model, or data.root=<hw2_data>/face")
     return {"version": VERSION, "seed": e.seed, "n_noise": e.n_noise, "gt_steps": e.gt_steps,

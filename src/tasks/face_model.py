@@ -50,9 +50,9 @@ def load_face_model(cfg: DictConfig, data_root: Path) -> FaceModel:
     path = Path(m.weights).expanduser() if m.weights is not None else Path(data_root) / UNET_FILE
     if m.format == "diffusers":
         return _load_diffusers(path)
+    state = _read(path)
     net = instantiate(m.net)
     shape = (int(m.net.in_channel), int(m.image_size), int(m.image_size))
-    state = _read(path)
     if m.format == "project":
         if "state_dict" not in state:
             raise CheckpointError(f"{path}: no 'state_dict'; expected a Lightning checkpoint of this project")
@@ -68,7 +68,8 @@ def _expected(m: DictConfig, hint: bool) -> str:
     args = OmegaConf.to_container(m.net)
     name = args.pop("_target_").rsplit(".", 1)[-1]
     what = f"the state dict of {name}({', '.join(f'{k}={v}' for k, v in args.items())}) from model.net"
-    return what + ("; model=face_unet is the course's UNet.pt" if hint else "")
+    return what + ("; model=face_unet fits the course's UNet.pt, model=face_unet_small the embedded one"
+                   if hint else "")
 
 
 def _read(path: Path) -> dict:

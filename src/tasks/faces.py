@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("eta %g: MSE %.3f against %s", s.eta, metrics["mse"], root / "GT")
     if task.figures:
         t0 = time.perf_counter()
-        figures = draw_figures(cfg, sample, noise, names, {float(s.eta): images}, out / "figures")
+        figures = draw_figures(cfg, sample, noise, names, out / "figures")
         metrics["time/figures_s"] = time.perf_counter() - t0
         log_images(logger, figures)
     metrics["time/total_s"] = time.perf_counter() - start
@@ -93,17 +93,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 def draw_figures(cfg: DictConfig, sample: FaceSampler, noise: Tensor, names: Sequence[str],
-                 done: dict[float, Tensor], fig_dir: Path) -> dict[str, Path]:
-    """The eta grid (a row per eta, a column per noise file) and the interpolation figure (slerp and
-    linear rows, a column per alpha, DDIM eta 0); `done` holds uint8 samples already made per eta."""
+                 fig_dir: Path) -> dict[str, Path]:
+    """The eta grid (a row per eta, a column per noise file: the same x_T and variance noise z in every
+    row) and the interpolation figure (slerp and linear rows, a column per alpha, DDIM eta 0)."""
     task, s = cfg.task, cfg.sampler
     fig_dir.mkdir(parents=True, exist_ok=True)
     k = min(task.grid_noises, len(names))
     how = f"DDIM {s.num_steps} steps"
-    for eta in task.figure_etas:  # all files, so that a row's variance noise is that of the run at its eta
-        if float(eta) not in done:
-            done[float(eta)] = to_uint8(sample(noise, float(eta)))
-    rows = [done[float(eta)][:k] for eta in task.figure_etas]
+    rows = [to_uint8(sample(noise[:k], float(eta))) for eta in task.figure_etas]
     figures = {"eta_grid": save_labelled_grid(
         torch.stack(rows), fig_dir / "eta_grid.png", title=f"{how}: eta by noise file",
         row_labels=[f"eta={float(e):g}" for e in task.figure_etas], col_labels=[f"{n}.pt" for n in names[:k]])}

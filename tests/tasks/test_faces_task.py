@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -74,13 +75,23 @@ def test_gt_pixels_equal_the_outputs_at_eta_0_and_mse_grows_with_eta(first_run, 
     assert len(list(cache.glob("faces-v*"))) == 1  # built once, reused
 
 
-def test_project_checkpoint_and_course_folder_give_the_same_images(first_run, tmp_path):
+def test_the_projects_checkpoint_gives_the_images_of_its_unet_pt(first_run, tmp_path):
+    cache, out, face, _ = first_run
+    metrics = run(tiny_cfg(cache, tmp_path, "model.format=project", f"model.weights={face.parent / 'model.ckpt'}",
+                           "task.figures=false"))
+    assert metrics["mse"] < 0.5
+    assert (tmp_path / "03.png").read_bytes() == (out / "03.png").read_bytes()
+
+
+def test_a_course_folder_given_as_data_root(first_run, tmp_path):
     cache, out, face, _ = first_run
     root = course_copy(face, tmp_path)
-    metrics = run(tiny_cfg(cache, tmp_path / "run", f"data.root={root}", "model.format=project",
-                           f"model.weights={face.parent / 'model.ckpt'}", "task.figures=false"))
-    assert metrics["mse"] < 0.5
-    assert (tmp_path / "run" / "03.png").read_bytes() == (out / "03.png").read_bytes()
+    shutil.rmtree(root / "GT")
+    (root / "noise" / "00.pt").rename(root / "noise" / "07.pt")
+    run(tiny_cfg(cache, tmp_path / "run", f"data.root={root}", "task.score=false", "task.figures=false"))
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.png")) == ["01.png", "02.png", "03.png", "07.png"]
+    moved, first = (np.asarray(Image.open(p), dtype=float) for p in (tmp_path / "run" / "07.png", out / "00.png"))
+    assert np.abs(moved - first).max() <= 1  # the same noise, now fourth in the batch
 
 
 def test_wrong_noise_shape_is_one_line_naming_the_file(first_run, tmp_path):
@@ -89,7 +100,8 @@ def test_wrong_noise_shape_is_one_line_naming_the_file(first_run, tmp_path):
     with pytest.raises(DataError) as err:
         run(tiny_cfg(first_run[0], tmp_path / "run", f"data.root={root}"))
     msg = str(err.value)
-    assert msg == f"{root / 'noise' / '02.pt'}: shape [1, 3, 8, 8] torch.float32; expected a float tensor of shape [1, 3, 16, 16]"
+    assert msg == (f"{root / 'noise' / '02.pt'}: shape [1, 3, 8, 8] torch.float32; "
+                   "expected a float tensor of shape [1, 3, 16, 16]")
 
 
 def test_missing_gt_is_one_line_naming_the_file(first_run, tmp_path):
@@ -176,3 +188,11 @@ def test_figures_and_metrics_go_to_an_offline_wandb_run(first_run, tmp_path):
     assert list(wandb_run.glob("*.wandb"))
     assert {p.name.split("_")[0] for p in (wandb_run / "files" / "media" / "images").glob("*.png")} == {
         "eta", "interpolation"}
+
+
+def test_mse_is_on_uint8_pixels_per_image_and_mean():
+    from src.tasks.faces import mse_metrics
+
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    gt = torch.stack([torch.full((3, 4, 4), 2, dtype=torch.uint8), torch.full((3, 4, 4), 255, dtype=torch.uint8)])
+    assert mse_metrics(images, gt, ["00", "01"]) == {"mse/00": 4.0, "mse/01": 65025.0, "mse": 32514.5}
