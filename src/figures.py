@@ -1,7 +1,6 @@
 """Report figures as PNG files: sample grids and the denoising process."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -12,13 +11,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from src.images import make_grid, to_numpy_hwc  # noqa: E402
+from src.runtime import atomic_write  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    atomic_write(path, lambda p: fig.savefig(p, dpi=150, bbox_inches="tight"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -10,7 +10,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from src.errors import DataError
+from src.runtime import atomic_write
 
 
 @dataclass
@@ -56,12 +56,6 @@ def swept_params(jobs: list[Job]) -> list[str]:
     return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_tables(jobs: list[Job], sweep: Path, columns: list[str]) -> None:
     """report.csv (all overrides and metrics) and report.md (swept params, status, chosen metrics)."""
     params = swept_params(jobs)
@@ -73,7 +67,7 @@ def write_tables(jobs: list[Job], sweep: Path, columns: list[str]) -> None:
     for j in jobs:
         w.writerow([j.name, "ok" if j.ok else "failed", *(j.overrides.get(k, "") for k in all_over),
                     *(j.metrics.get(k, "") for k in all_metrics)])
-    _write_atomic(sweep / "report.csv", buf.getvalue())
+    atomic_write(sweep / "report.csv", lambda p: p.write_text(buf.getvalue()))
     lines = [f"# Sweep {sweep}", "", f"{sum(j.ok for j in jobs)} of {len(jobs)} jobs finished.", "",
              "| job | status | " + " | ".join(params + columns) + " |",
              "|---|---|" + "---|" * len(params) + "---:|" * len(columns)]
@@ -81,7 +75,7 @@ def write_tables(jobs: list[Job], sweep: Path, columns: list[str]) -> None:
         values = [f"{j.metrics[c]:.4g}" if c in j.metrics else "" for c in columns]
         lines.append(f"| {j.name} | {'ok' if j.ok else '**failed**'} | "
                      + " | ".join([j.overrides.get(p, "") for p in params] + values) + " |")
-    _write_atomic(sweep / "report.md", "\n".join(lines) + "\n")
+    atomic_write(sweep / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
 
 
 def plot_params(jobs: list[Job], sweep: Path, metric: str) -> list[Path]:

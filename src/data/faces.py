@@ -2,8 +2,6 @@
 of scikit-image's lfw_subset that the embedded default is trained on."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +12,7 @@ from torch import Tensor
 
 from src.errors import DataError
 from src.images import save_png
+from src.runtime import atomic_write
 
 NOISE_DIR, GT_DIR, UNET_FILE = "noise", "GT", "UNet.pt"
 LAYOUT = "<root>/{noise/00.pt ..., GT/00.png ..., UNet.pt}"
@@ -94,9 +93,5 @@ def write_noise(root: Path, count: int, shape: Sequence[int], seed: int) -> list
 
 def write_images(folder: Path, names: Sequence[str], images: Tensor) -> None:
     """uint8 [N, C, H, W] -> `<folder>/<name>.png`, each written beside and renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
     for name, img in zip(names, images):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".png")
-        os.close(fd)
-        save_png(img, tmp)
-        os.replace(tmp, folder / f"{name}.png")
+        atomic_write(folder / f"{name}.png", lambda p: save_png(img, p))

@@ -6,9 +6,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import CheckpointError
+from src.runtime import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -203,16 +202,6 @@ def _data_fingerprint(domain_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary sibling and rename, so readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _load_cached(weights: Path, report: Path, fingerprint: str) -> tuple[nn.Module, float] | None:
     """Return (model, val_acc) from the cache, or None when absent or trained on other data."""
     if not (weights.is_file() and report.is_file()):
@@ -258,8 +247,8 @@ def load_or_train_classifiers(data_root: Path, cache_dir: Path, *, domains: tupl
                     "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                     "seconds": round(time.perf_counter() - start, 1), "data_fingerprint": fingerprint,
                     "data_root": str(Path(data_root).resolve())}
-            _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
-            _atomic_write(report, lambda p: p.write_text(json.dumps(info, indent=2)))
+            atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
+            atomic_write(report, lambda p: p.write_text(json.dumps(info, indent=2)))
         else:
             model, val_acc = cached
         log.info("%s classifier: val acc %.4f (%s)", domain, val_acc, weights)

@@ -2,8 +2,6 @@
 only trainable parameters of a frozen Stable Diffusion, fitted with the noise-prediction loss on VAE latents."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -12,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import ConfigError
+from src.runtime import atomic_write
 
 # The templates of diffusers' textual_inversion example (after the paper's), `{}` = the placeholder.
 OBJECT_TEMPLATES = (
@@ -158,13 +157,5 @@ def save_learned_embeds(token: str, embeds: Tensor, path: str | Path) -> Path:
     to a temporary file and renamed."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    save_file({token: embeds.detach().float().cpu().contiguous()}, tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-    os.replace(tmp, path)
-    return path
+    tensors = {token: embeds.detach().float().cpu().contiguous()}
+    return atomic_write(path, lambda p: save_file(tensors, str(p)))

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from torch import Tensor
 
 from src.data.clip_data import LAYOUTS, ImageSet, image_loader, open_rgb, read_embedded_digits, read_image_set
 from src.errors import ConfigError
+from src.runtime import atomic_write
 from src.eval.zero_shot import classification_metrics, confusion_matrix
 from src.figures import save_cases, save_confusion
 from src.loggers import build_logger, finish, log_images, log_metrics
@@ -58,11 +57,7 @@ def write_predictions(path: Path, images: ImageSet, logits: Tensor, labels: Tens
     writer.writerow(["file", "true", "pred", "top5", "correct"])
     for i, y, t in zip(indices.tolist(), labels.tolist(), top.tolist()):
         writer.writerow([images.relative(i), names[y], names[t[0]], "|".join(names[c] for c in t), int(t[0] == y)])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda p: p.write_text(buf.getvalue()))
 
 
 def case_figures(fig_dir: Path, images: ImageSet, predictions: Tensor, labels: Tensor, indices: Tensor,
