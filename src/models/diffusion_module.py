@@ -57,13 +57,33 @@ class DiffusionModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # EMA right after the weights change, before any callback (a checkpoint) sees this step
+        super().optimizer_step(*args, **kwargs)
         self.ema.update(self.net)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         # Fixed t and noise per batch so that val/loss compares checkpoints, not noise draws.
         g = torch.Generator(device=batch[0].device).manual_seed(batch_idx)
         self.log("val/loss", self._loss(self.ema.net, batch, generator=g), prog_bar=True)
+
+    # Exact resume (SLURM requeue): the global RNG draws t, noise and the condition dropout, so its state
+    # travels with the checkpoint and is put back just before the first resumed step.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_state")
+
+    def on_train_start(self) -> None:
+        state = getattr(self, "_rng_to_restore", None)
+        if state is not None:
+            torch.set_rng_state(state["cpu"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            self._rng_to_restore = None
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from src.data.digits import DigitsDataset
+from src.data.resumable import ResumableLoader
 from src.errors import CheckpointError, ConfigError
 from src.eval.digit_scores import score_digit_folder
 from src.figures import save_class_grid, save_process
@@ -40,7 +41,7 @@ def _loaders(cfg: DictConfig, data_root: Path) -> tuple[DataLoader, DataLoader]:
     val = DigitsDataset(data_root, "val", domains=list(d.domains))
     g = torch.Generator().manual_seed(cfg.seed)
     kw = dict(batch_size=d.batch_size, num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
-    return (DataLoader(train, shuffle=True, drop_last=True, generator=g, **kw),
+    return (ResumableLoader(train, shuffle=True, drop_last=True, generator=g, **kw),
             DataLoader(val, shuffle=False, **kw))
 
 

@@ -1,0 +1,40 @@
+"""A run restarted from a mid-training checkpoint (what a SLURM requeue does) ends with the same weights,
+bit for bit, as a run that was never interrupted."""
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from src.runtime import seed_everything
+from src.tasks.digit_judging import resolve_data_root
+from src.tasks.digits import _loaders, build_module
+
+pytestmark = pytest.mark.slow
+
+
+def _fit(cfg, out, ckpt_path=None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    seed_everything(cfg.seed)
+    module = build_module(cfg)
+    every = ModelCheckpoint(dirpath=out, filename="{step}", every_n_train_steps=1, save_top_k=-1)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[every], default_root_dir=str(out),
+                          enable_model_summary=False)
+    train, val = _loaders(cfg, resolve_data_root(cfg))
+    trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    return module, len(train)
+
+
+@pytest.mark.parametrize("resume_step", [3, 7])  # mid-epoch, and the last batch of the first epoch
+def test_resumed_training_equals_uninterrupted(tiny_digits_cfg, tmp_path, resume_step):
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.trainer.max_steps = 10
+        tiny_digits_cfg.trainer.val_check_interval = 4
+    whole, batches_per_epoch = _fit(tiny_digits_cfg, tmp_path / "whole")
+    assert batches_per_epoch == 7  # 2 x 60 images in batches of 16: the run crosses an epoch boundary
+    resumed, _ = _fit(tiny_digits_cfg, tmp_path / "resumed",
+                      ckpt_path=tmp_path / "whole" / f"step={resume_step}.ckpt")
+    assert resumed.global_step == whole.global_step == 10
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
