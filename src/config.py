@@ -5,11 +5,15 @@ calls before any heavy import. Errors name the key, the value and what was expec
 """
 from __future__ import annotations
 
+import hashlib
+import re
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from src.errors import ConfigError
@@ -188,6 +192,8 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     ckpt_path: Optional[str] = None
+    # In a multirun, a job whose metrics.json already exists is not run again (resumable sweeps).
+    skip_finished: bool = True
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -203,9 +209,38 @@ def compose_config(overrides: list[str] = ()) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+_typed_overrides: list[str] = []
+
+
+class RememberSweepOverrides(Callback):
+    """Hydra callback (conf/config.yaml): keeps the multirun's overrides as typed for sweep_name()."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _typed_overrides[:] = [str(o) for o in config.hydra.overrides.task]
+
+
+def sweep_name() -> str:
+    """The name of a sweep's directory: its overrides as typed, minus task= and hydra's own. Running the
+    same multirun command again lands in the same directory and skips the jobs that finished.
+
+    Resolved once, in the launching process (sampler.eta=0,0.5,1); jobs get the value from Hydra's
+    resolver cache, as they do for ${now:...}: each job sees only its own overrides (sampler.eta=0.5).
+    """
+    overrides = [o for o in _typed_overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "task="))]
+    name = re.sub(r"[^A-Za-z0-9._,=+-]", "_", ",".join(overrides)) or "default"
+    if len(name) > 80:
+        name = f"{name[:64]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
 def register_configs() -> None:
-    """Store the schema so conf/config.yaml can name it first in its defaults list."""
+    """Store our schema (conf/config.yaml names it first) and register the difflab.sweep_name resolver."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    if not OmegaConf.has_resolver("difflab.sweep_name"):
+        OmegaConf.register_new_resolver("difflab.sweep_name", sweep_name, use_cache=True)
+    # conf/hydra/launcher/submitit_{slurm,local}.yaml keep the plugin's names, so Hydra validates them
+    # against the plugin's schemas of the same name (and says so in a deprecation warning each time).
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -21,10 +21,28 @@ def build_logger(cfg: DictConfig, output_dir: Path, *, run_name: str, job_type: 
     from lightning.pytorch.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")
+    group, tags = sweep_group_and_tags(lcfg.group, list(lcfg.tags))
+    if group is not None and tags:
+        run_name = f"{run_name}:{','.join(tags)}"[:128]  # job number and overrides, e.g. 3:sampler.eta=0.75
     logger = WandbLogger(project=lcfg.project, name=run_name, save_dir=str(output_dir), mode=lcfg.mode,
-                         group=lcfg.group, job_type=job_type, tags=list(lcfg.tags) or None)
+                         group=group, job_type=job_type, tags=tags or None)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
+
+
+def sweep_group_and_tags(group: Optional[str], tags: list[str]) -> tuple[Optional[str], list[str]]:
+    """In a sweep, runs share a W&B group named after the sweep's directory (unless logger.group is
+    set) and carry their own overrides as tags (W&B allows 64 characters per tag)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return group, tags
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and group is None:
+        group = str(hc.sweep.dir)
+    overrides = [o for o in hc.overrides.task if not o.startswith(("hydra.", "hydra/"))]
+    return group, list(dict.fromkeys(t[:64] for t in [*tags, *overrides]))
 
 
 def log_images(logger: Any, images: dict[str, Path], step: Optional[int] = None) -> None:

@@ -5,26 +5,65 @@ run's output directory and returns the task's main metric (for sweepers).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from src.config import register_configs, validate
-from src.errors import DifflabError
+from src.errors import ConfigError, DifflabError
 
 log = logging.getLogger(__name__)
 register_configs()
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def finished_metrics(cfg: DictConfig) -> dict[str, float] | None:
+    """A sweep's job that already finished (its metrics.json exists): its metrics, else None."""
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    if not (cfg.skip_finished and in_multirun() and path.is_file()):
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # written atomically, so never half-written; unreadable means edited: run again
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Lightning starts the extra DDP processes of a local run by re-running the command line, which in
+    a local multirun would start the whole sweep again in each: refuse that combination."""
+    devices = cfg.trainer.devices
+    many = isinstance(devices, int) and devices > 1 or str(devices) == "-1"
+    if many and in_multirun() and "SLURM_NTASKS" not in os.environ:
+        raise ConfigError(f"trainer.devices={devices} in a local multirun: Lightning would re-run the whole "
+                          "sweep in every DDP process; run the jobs one by one, or on SLURM with "
+                          f"hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node={devices}")
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Validate, seed and run the task named by cfg.task.name; returns its flat metrics."""
     validate(cfg)
-    from src.runtime import is_main_process, seed_everything, tune_allocator, write_json_atomic
+    check_launch(cfg)
+    done = finished_metrics(cfg)
+    if done is not None:
+        log.info("skipping: %s/metrics.json exists (skip_finished=false runs it again)", cfg.paths.output_dir)
+        return done
+    from src.runtime import (is_main_process, match_threads_to_allocation, seed_everything, tune_allocator,
+                             write_json_atomic)
     from src.tasks import get_task
 
     tune_allocator()
+    match_threads_to_allocation()
     task = get_task(cfg.task.name)
     seed_everything(cfg.seed)
     metrics = task(cfg)
@@ -39,13 +78,26 @@ def main(cfg: DictConfig) -> float | None:
         metrics = run(cfg)
     except DifflabError as err:
         log.error("%s", err)
-        if getattr(sys, "_difflab_raise", False):
-            raise
+        if getattr(sys, "_difflab_raise", False) or in_multirun():
+            raise  # in a sweep the other jobs go on; Hydra reports this one and exits non-zero at the end
         sys.exit(f"error: {err}")
     key = cfg.task.main_metric
-    log.info("%s = %s", key, metrics.get(key))
+    if metrics:  # empty in the extra processes of a DDP run
+        log.info("%s = %s", key, metrics.get(key))
     return metrics.get(key)
 
 
+def one_job_sweep_if_launched(argv: list[str]) -> list[str]:
+    """Hydra hands jobs to a launcher only in multirun mode, so `task=ti hydra/launcher=submitit_slurm`
+    would quietly run here. Named launchers get what they were named for: a sweep of one job."""
+    launcher = [a for a in argv if a.startswith("hydra/launcher=") and a != "hydra/launcher=basic"]
+    modal = {"-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i"}
+    if launcher and not modal & set(argv) and not any(a.startswith(("hydra.mode=", "--cfg=", "--info=")) for a in argv):
+        print(f"{launcher[-1]}: sending this run as a sweep of one job (multirun/...)", file=sys.stderr)
+        return [*argv, "hydra.mode=MULTIRUN"]
+    return argv
+
+
 if __name__ == "__main__":
+    sys.argv = one_job_sweep_if_launched(sys.argv)
     main()
