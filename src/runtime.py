@@ -27,10 +27,24 @@ def tune_allocator() -> bool:
     return bool(ok)
 
 
+def match_threads_to_allocation() -> int | None:
+    """Under SLURM, use as many torch threads as the job has CPUs (SLURM_CPUS_PER_TASK): without cgroups
+    torch would start one per core of the node and jobs sharing it would slow each other tenfold."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if not cpus or not cpus.isdigit():
+        return None
+    import torch
+
+    torch.set_num_threads(int(cpus))
+    return int(cpus)
+
+
 def is_main_process() -> bool:
     """False in the extra processes of a distributed (DDP) run, which must not write results."""
     if "RANK" in os.environ:
         return os.environ["RANK"] == "0"
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # DDP under SLURM: one task per GPU
+        return os.environ.get("SLURM_PROCID", "0") == "0"
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 

@@ -11,10 +11,38 @@ def test_write_json_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
 
 
 def test_only_rank_zero_is_main(monkeypatch):
-    for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(var, raising=False)
     assert is_main_process()
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert not is_main_process()
     monkeypatch.setenv("RANK", "0")
     assert is_main_process()
+
+
+def test_slurm_task_zero_is_main_when_a_job_has_several_tasks(monkeypatch):
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "2")
+    assert not is_main_process()
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert is_main_process()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_PROCID", "2")  # a job array's tasks are separate runs: each is main
+    assert is_main_process()
+
+
+def test_torch_threads_follow_the_slurm_allocation(monkeypatch):
+    import torch
+
+    from src.runtime import match_threads_to_allocation
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert match_threads_to_allocation() is None and torch.get_num_threads() == before
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    try:
+        assert match_threads_to_allocation() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

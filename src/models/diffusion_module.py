@@ -65,7 +65,7 @@ class DiffusionModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         # Fixed t and noise per batch so that val/loss compares checkpoints, not noise draws.
         g = torch.Generator(device=batch[0].device).manual_seed(batch_idx)
-        self.log("val/loss", self._loss(self.ema.net, batch, generator=g), prog_bar=True)
+        self.log("val/loss", self._loss(self.ema.net, batch, generator=g), prog_bar=True, sync_dist=True)
 
     # Exact resume (SLURM requeue): the global RNG draws t, noise and the condition dropout, so its state
     # travels with the checkpoint and is put back just before the first resumed step.

@@ -69,6 +69,8 @@ def train(cfg: DictConfig, module: DiffusionModule, data_root: Path, out: Path, 
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # DDP is over: rank 0 samples and scores alone
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/loss")}
     return {**metrics, "train/steps": float(trainer.global_step), "is_global_zero": trainer.is_global_zero}
 
