@@ -24,9 +24,23 @@ TINY = [
 ]
 
 
+# task=faces with a two-level 16x16 face UNet trained 4 steps, 4 noise files, DDIM of 4 steps.
+TINY_FACES = [
+    "data.embedded.n_noise=4", "data.embedded.gt_steps=4", "scheduler.steps=50", "sampler.num_steps=4",
+    "task.interp_alphas=[0.0,0.5,1.0]", "trainer.enable_progress_bar=false", "model.image_size=16",
+    "model.net.channel=16", "model.net.channel_multiplier=[1,2]", "model.net.attn_strides=[2]",
+    "model.net.norm_groups=8", "model.train.steps=4", "model.train.batch_size=16", "model.train.warmup_steps=2",
+]
+
+
 @pytest.fixture(scope="session")
 def tiny_overrides() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_faces_overrides() -> list[str]:
+    return list(TINY_FACES)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,126 @@
+"""Real sweeps through submitit on the local SLURM cluster: array jobs, accounting, resumable sweeps,
+W&B groups, and a training job requeued at its time limit that resumes exactly."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.testing.slurm import ON_LOCAL_SLURM, ROOT, array_job_ids, run_src, sacct_states
+from src.testing.wandb_records import run_record
+
+pytestmark = pytest.mark.slow
+
+FACES = ["task=faces", "sampler.eta=0,0.5,1.0"]
+@pytest.fixture(scope="module")
+def faces_sweep(slurm, tmp_path_factory, tiny_faces_overrides):
+    """`python -m src.run -m task=faces sampler.eta=0,0.5,1.0 hydra/launcher=submitit_slurm` (tiny model),
+    run from a fresh directory, with W&B offline."""
+    cwd = tmp_path_factory.mktemp("faces-sweep")
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path_factory.mktemp("faces-cache"))}
+    args = ["-m", *FACES, *tiny_faces_overrides, *ON_LOCAL_SLURM]
+    first = run_src(args, cwd, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (sweep,) = (cwd / "multirun" / "faces").iterdir()
+    return cwd, env, args, sweep
+
+
+def test_faces_eta_sweep_runs_as_a_completed_slurm_array(faces_sweep):
+    cwd, env, args, sweep = faces_sweep
+    assert sweep.name.startswith("sampler.eta=0,0.5,1.0,")  # named by the command, not by the clock
+    (array,) = array_job_ids(sweep)
+    assert sacct_states(array) == {f"{array}_{i}": ["COMPLETED"] for i in range(3)}
+    mse = [json.loads((sweep / str(i) / "metrics.json").read_text())["mse"] for i in range(3)]
+    assert mse[0] == pytest.approx(0.0, abs=1e-6)  # eta 0 reproduces the DDIM ground truth
+    assert 0 < mse[1] < mse[2]  # more stochasticity, further from it
+    for i, eta in enumerate(["0", "0.5", "1.0"]):
+        (wandb_run,) = (sweep / str(i) / "wandb").glob("offline-run-*")
+        record = run_record(wandb_run)
+        assert record.run_group == str(sweep.relative_to(cwd))
+        assert record.job_type == "faces"
+        assert f"sampler.eta={eta}" in record.tags
+
+
+def test_rerunning_the_sweep_skips_finished_jobs_and_reruns_the_missing_one(faces_sweep):
+    cwd, env, args, sweep = faces_sweep
+    before = {i: (sweep / str(i) / "metrics.json").stat().st_mtime_ns for i in range(3)}
+    mse_1 = json.loads((sweep / "1" / "metrics.json").read_text())["mse"]
+    (sweep / "1" / "metrics.json").unlink()  # as if job 1 had failed
+    again = run_src(args, cwd, env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [p.name for p in (cwd / "multirun" / "faces").iterdir()] == [sweep.name]
+    for i in (0, 2):
+        assert (sweep / str(i) / "metrics.json").stat().st_mtime_ns == before[i]
+        assert "skipping" in (sweep / str(i) / "run.log").read_text()
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["mse"] == pytest.approx(mse_1)
+    second = array_job_ids(sweep)[-1]
+    assert sacct_states(second) == {f"{second}_{i}": ["COMPLETED"] for i in range(3)}
+
+
+def test_tiny_digits_sweep_on_slurm_writes_every_metrics_json(slurm, tmp_path, tiny_overrides):
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    done = run_src(["-m", "task=digits", "seed=0,1", *tiny_overrides, *ON_LOCAL_SLURM,
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (array,) = array_job_ids(tmp_path / "sweep")
+    assert sacct_states(array) == {f"{array}_0": ["COMPLETED"], f"{array}_1": ["COMPLETED"]}
+    for i in range(2):
+        metrics = json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text())
+        assert metrics["train/steps"] == 4 and metrics["mnistm/n"] == 20
+
+
+def test_ti_run_named_for_slurm_runs_there(slurm, tmp_path):
+    """`python -m src.run task=ti hydra/launcher=submitit_slurm` (no -m): a sweep of one job on the cluster."""
+    tiny_ti = ["ti.steps=4", "ti.checkpoint_every=2", "ti.num_inference_steps=2", "ti.batch_size=25",
+               "data.embedded.size=32", "data.repeats=2", "trainer.enable_progress_bar=false"]
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    done = run_src(["task=ti", "hydra/launcher=submitit_slurm", *tiny_ti, *ON_LOCAL_SLURM[1:]], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun" / "ti").iterdir()
+    (job,) = array_job_ids(sweep)
+    assert list(sacct_states(job).values()) == [["COMPLETED"]]
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert 0.0 <= metrics["pass_rate"] <= 1.0 and metrics["c0/train/steps"] == 4
+    assert len(list((sweep / "0" / "samples" / "1" / "0").glob("source1_prompt0_*.png"))) == 25
+    assert run_record(next((sweep / "0" / "wandb").glob("offline-run-*"))).job_type == "ti"
+
+
+# Long enough to still be training when SLURM signals the time limit (timeout 3 min, signal 30 s before it:
+# about 140 s per attempt, two requeues allowed): 1600 steps are 170 s at one thread here, more under SLURM.
+REQUEUE_STEPS = int(os.environ.get("DIFFLAB_REQUEUE_STEPS", "1600"))
+
+
+def test_job_requeued_at_its_time_limit_resumes_and_ends_like_an_uninterrupted_run(slurm, tmp_path, tiny_overrides):
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    train = [o for o in tiny_overrides if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
+    train += [f"trainer.max_steps={REQUEUE_STEPS}", "trainer.val_check_interval=100"]
+    # the cache (data set, judges) first, so that both runs below only train, sample and score
+    warm = run_src(["task=digits", *tiny_overrides, f"hydra.run.dir={tmp_path / 'warm'}"], tmp_path, env)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "src.run", "task=digits", *train, f"hydra.run.dir={tmp_path / 'reference'}"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    slurm_run = run_src(["-m", "task=digits", "seed=0", *train, *ON_LOCAL_SLURM, "hydra.launcher.timeout_min=3",
+                         "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=2",
+                         f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env)
+    _, ref_err = reference.communicate(timeout=900)
+    assert reference.returncode == 0, ref_err[-3000:]
+    assert slurm_run.returncode == 0, slurm_run.stderr[-3000:]
+
+    (job,) = array_job_ids(tmp_path / "sweep")
+    (states,) = sacct_states(job, duplicates=True).values()  # one job: not an array
+    assert "REQUEUED" in states and states[-1] == "COMPLETED", (
+        f"{states}: the job never reached its time limit; raise DIFFLAB_REQUEUE_STEPS on a faster machine")
+    log = (tmp_path / "sweep" / "0" / "run.log").read_text()
+    assert "resuming from" in log and "last.ckpt" in log
+
+    resumed = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
+    uninterrupted = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    drop = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
+    assert drop(resumed) == drop(uninterrupted)
+    assert resumed["train/steps"] == REQUEUE_STEPS
