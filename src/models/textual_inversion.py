@@ -117,6 +117,8 @@ class TextualInversionModule(pl.LightningModule):
                              truncation=True, return_tensors="pt").input_ids.to(self.device)
         return self.text_encoder(ids)[0]  # [B, 77, D]
 
+    loss_key = "train/loss"  # the task sets c<id>/train/loss so that each concept gets its own curve
+
     def training_step(self, batch, batch_idx: int) -> Tensor:
         pixels, prompts = batch
         with torch.no_grad():
@@ -130,7 +132,7 @@ class TextualInversionModule(pl.LightningModule):
         else:
             target = noise
         loss = F.mse_loss(eps_hat.float(), target.float())
-        self.log("train/loss", loss, prog_bar=True)
+        self.log(self.loss_key, loss, prog_bar=True)
         return loss
 
     def configure_optimizers(self):

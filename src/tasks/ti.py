@@ -26,6 +26,7 @@ from src.models.custom_diffusion import (WEIGHT_NAME as CD_WEIGHTS, CustomDiffus
 from src.models.sd_pipeline import load_sd_pipeline
 from src.models.textual_inversion import (TEMPLATES, TextualInversionModule, expand_placeholder,
                                           save_learned_embeds)
+from src.runtime import is_main_process
 
 log = logging.getLogger(__name__)
 EMBEDS_NAME = "learned_embeds.safetensors"
@@ -99,7 +100,7 @@ def concept_dataset(cfg: DictConfig, concept: Concept, kind: str) -> ConceptData
                           cfg.ti.num_vectors), size=cfg.model.image_size, repeats=cfg.data.repeats)
 
 
-def fit(cfg: DictConfig, module, dataset, ckpt_dir: Path, out: Path, prefix: str) -> dict[str, float]:
+def fit(cfg: DictConfig, module, dataset, ckpt_dir: Path, out: Path, prefix: str, logger=None) -> dict[str, float]:
     """Lightning fit for ti.steps (checkpoints every ti.checkpoint_every steps, resuming <ckpt_dir>/last.ckpt
     after an interruption); returns <prefix>/train/{steps,loss}."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -109,27 +110,31 @@ def fit(cfg: DictConfig, module, dataset, ckpt_dir: Path, out: Path, prefix: str
                         generator=torch.Generator().manual_seed(cfg.seed))
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=cfg.ti.checkpoint_every,
                            save_last=True, save_top_k=1)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[ckpt], default_root_dir=str(out),
-                          max_steps=cfg.ti.steps)
+    module.loss_key = f"{prefix}/train/loss"  # streamed to the logger, one curve per concept
+    trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=[ckpt],
+                          default_root_dir=str(out), max_steps=cfg.ti.steps)
     resume = ckpt_dir / "last.ckpt"
     if resume.is_file():
         log.info("%s: resuming from %s", prefix, resume)
     trainer.fit(module, loader, ckpt_path=str(resume) if resume.is_file() else None)
-    loss = trainer.callback_metrics.get("train/loss")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # DDP is over: rank 0 generates and scores alone
+    loss = trainer.callback_metrics.get(module.loss_key)
     return {f"{prefix}/train/steps": float(trainer.global_step),
             **({f"{prefix}/train/loss": float(loss)} if loss is not None else {})}
 
 
-def train_concept(cfg: DictConfig, pipe, concept: Concept, initializer: str, kind: str, out: Path) -> dict:
+def train_concept(cfg: DictConfig, pipe, concept: Concept, initializer: str, kind: str, out: Path,
+                  logger=None) -> dict:
     """Textual inversion of one concept's token; writes <run>/embeddings/<c>/learned_embeds.safetensors."""
     module = TextualInversionModule(pipe, concept.token, initializer, num_vectors=cfg.ti.num_vectors, lr=cfg.ti.lr)
     metrics = fit(cfg, module, concept_dataset(cfg, concept, kind), out / "checkpoints" / concept.id, out,
-                  f"c{concept.id}")
+                  f"c{concept.id}", logger)
     save_learned_embeds(concept.token, module.finish()[concept.token], out / "embeddings" / concept.id / EMBEDS_NAME)
     return metrics
 
 
-def train_joint(cfg: DictConfig, pipe, concepts: list[Concept], out: Path) -> dict:
+def train_joint(cfg: DictConfig, pipe, concepts: list[Concept], out: Path, logger=None) -> dict:
     """Custom Diffusion on all concepts at once (their images mixed); writes every token's embeddings and
     <run>/embeddings/custom_diffusion/pytorch_custom_diffusion_weights.bin."""
     kinds = [template_kind(cfg, c) for c in concepts]
@@ -137,14 +142,14 @@ def train_joint(cfg: DictConfig, pipe, concepts: list[Concept], out: Path) -> di
     module = CustomDiffusionModule(pipe, [c.token for c in concepts], inits, num_vectors=cfg.ti.num_vectors,
                                    lr=cfg.ti.lr, kv_lr=cfg.ti.kv_lr)
     dataset = ConcatDataset([concept_dataset(cfg, c, k) for c, k in zip(concepts, kinds)])
-    metrics = fit(cfg, module, dataset, out / "checkpoints" / "custom_diffusion", out, "joint")
+    metrics = fit(cfg, module, dataset, out / "checkpoints" / "custom_diffusion", out, "joint", logger)
     for concept, embeds in zip(concepts, module.finish().values()):
         save_learned_embeds(concept.token, embeds, out / "embeddings" / concept.id / EMBEDS_NAME)
     save_custom_diffusion(pipe.unet, out / "embeddings" / "custom_diffusion")
     return metrics
 
 
-def fit_or_load(cfg: DictConfig, pipe, concepts: list[Concept], out: Path) -> dict[str, float]:
+def fit_or_load(cfg: DictConfig, pipe, concepts: list[Concept], out: Path, logger=None) -> dict[str, float]:
     """Each concept's token (and for custom_diffusion the K/V processors) into `pipe`: from ti.embeds, from
     this run dir (finished before a requeue), or trained (resuming its last.ckpt if any)."""
     t = cfg.ti
@@ -165,14 +170,14 @@ def fit_or_load(cfg: DictConfig, pipe, concepts: list[Concept], out: Path) -> di
     if not t.train:
         raise ConfigError("ti.train=false needs ti.embeds=<the embeddings folder of an earlier task=ti run>")
     if joint:
-        return train_joint(cfg, pipe, concepts, out)
+        return train_joint(cfg, pipe, concepts, out, logger)
     metrics = {}
     for index, concept in enumerate(concepts):
         if (out / "embeddings" / concept.id / EMBEDS_NAME).is_file():  # finished before a requeue
             load_embeds(pipe, concept, out / "embeddings")
             continue
         kind = template_kind(cfg, concept)
-        metrics.update(train_concept(cfg, pipe, concept, initializer_for(cfg, index, concept, kind), kind, out))
+        metrics.update(train_concept(cfg, pipe, concept, initializer_for(cfg, index, concept, kind), kind, out, logger))
     return metrics
 
 
@@ -315,7 +320,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     pipe = resolve_pipeline(cfg)
     logger = build_logger(cfg, out, run_name=out.name, job_type=cfg.task.name)
     t0 = time.perf_counter()
-    metrics = fit_or_load(cfg, pipe, concepts, out)
+    metrics = fit_or_load(cfg, pipe, concepts, out, logger)
+    if not is_main_process():
+        return {}  # DDP: rank 0 alone generates, scores and writes
     metrics["time/train_s"] = time.perf_counter() - t0
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()

@@ -91,3 +91,15 @@ def test_wandb_gets_the_score_table_and_image_grids(tmp_path, cache_dir):
     assert "multi/p0/c1/image_score" not in metrics  # <new1> is not loaded: the multi-concept prompt is skipped
     media = next((tmp_path / "wandb").glob("offline-run-*")) / "files" / "media"
     assert list((media / "table").rglob("*.table.json")) and list((media / "images").rglob("*.png"))
+
+
+def test_training_loss_streams_to_the_logger_one_curve_per_concept(tmp_path, cache_dir):
+    import csv
+
+    cfg = compose_config([*TINY_TI, "logger=csv", "trainer.log_every_n_steps=1", "ti.multi_prompts=[]",
+                          f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'run'}"])
+    run(cfg)
+    rows = list(csv.DictReader((tmp_path / "run" / "csv" / "metrics.csv").open()))
+    for c in ("c0", "c1"):
+        losses = [float(r[f"{c}/train/loss"]) for r in rows if r.get(f"{c}/train/loss")]
+        assert len(losses) >= 4 and all(loss > 0 for loss in losses)  # every step, and the final metrics
