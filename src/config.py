@@ -198,6 +198,11 @@ class Config:
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
+# conf/hydra/launcher/submitit_{slurm,local}.yaml keep the plugin's names, so Hydra validates them against
+# the plugin's schemas of the same name and says so in a deprecation warning each time, also in every SLURM
+# job (which imports this module but does not run src/run.py's top level).
+warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
+
 
 def compose_config(overrides: list[str] = ()) -> DictConfig:
     """The config `python -m src.run <overrides>` composes, for notebooks and tests (no Hydra run dir:
@@ -238,9 +243,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
     if not OmegaConf.has_resolver("difflab.sweep_name"):
         OmegaConf.register_new_resolver("difflab.sweep_name", sweep_name, use_cache=True)
-    # conf/hydra/launcher/submitit_{slurm,local}.yaml keep the plugin's names, so Hydra validates them
-    # against the plugin's schemas of the same name (and says so in a deprecation warning each time).
-    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
 
 
 def validate(cfg: DictConfig) -> None:
