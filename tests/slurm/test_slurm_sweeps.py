@@ -73,6 +73,20 @@ def test_tiny_digits_sweep_on_slurm_writes_every_metrics_json(slurm, tmp_path, t
         assert metrics["train/steps"] == 4 and metrics["mnistm/n"] == 20
 
 
+def test_ddp_job_with_two_slurm_tasks_writes_one_run(slurm, tmp_path, tiny_overrides):
+    """trainer=ddp_cpu with hydra.launcher.tasks_per_node=2: SLURM starts both ranks, Lightning finds them."""
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    done = run_src(["-m", "task=digits", "trainer=ddp_cpu", *tiny_overrides, *ON_LOCAL_SLURM,
+                    "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (job,) = array_job_ids(tmp_path / "sweep")
+    assert list(sacct_states(job).values()) == [["COMPLETED"]]
+    log = (tmp_path / "sweep" / "0" / "run.log").read_text()
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")] == [Path("sweep/0/metrics.json")]
+    assert json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())["train/steps"] == 4
+
+
 def test_ti_run_named_for_slurm_runs_there(slurm, tmp_path):
     """`python -m src.run task=ti hydra/launcher=submitit_slurm` (no -m): a sweep of one job on the cluster."""
     tiny_ti = ["ti.steps=4", "ti.checkpoint_every=2", "ti.num_inference_steps=2", "ti.batch_size=25",
