@@ -1,11 +1,12 @@
 """Real sweeps through submitit on the local SLURM cluster: array jobs, accounting, resumable sweeps,
-W&B groups, and a training job requeued at its time limit that resumes exactly."""
+W&B groups, DDP, and training jobs requeued at their time limit or preempted that resume exactly."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,38 @@ def test_job_requeued_at_its_time_limit_resumes_and_ends_like_an_uninterrupted_r
     drop = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
     assert drop(resumed) == drop(uninterrupted)
     assert resumed["train/steps"] == steps
+
+
+def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(slurm, tmp_path, tiny_overrides):
+    """Preemption: SIGUSR2 before the time limit (what a preempting scheduler sends; scancel --signal here)."""
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    base = [o for o in tiny_overrides if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
+    train = [*base, "trainer.max_steps=600", "trainer.val_check_interval=100"]
+    warm = run_src(["task=digits", *tiny_overrides, f"hydra.run.dir={tmp_path / 'warm'}"], tmp_path, env)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    full_env = {**env, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "src.run", "task=digits", *train, f"hydra.run.dir={tmp_path / 'reference'}"],
+        cwd=tmp_path, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sweep = tmp_path / "sweep"
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "src.run", "-m", "task=digits", *train, *ON_LOCAL_SLURM, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (sweep / "0" / "checkpoints" / "last.ckpt").is_file():  # trained 100 steps
+        assert time.time() < deadline and launch.poll() is None, "the job never wrote a checkpoint"
+        time.sleep(1)
+    (job,) = array_job_ids(sweep)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    _, err = launch.communicate(timeout=600)
+    assert launch.returncode == 0, err[-3000:]
+    _, ref_err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, ref_err[-3000:]
+
+    (states,) = sacct_states(job, duplicates=True).values()
+    assert states[0] == "REQUEUED" and states[-1] == "COMPLETED", states
+    assert "resuming from" in (sweep / "0" / "run.log").read_text()
+    drop = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
+    resumed = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert drop(resumed) == drop(json.loads((tmp_path / "reference" / "metrics.json").read_text()))
+    assert resumed["train/steps"] == 600
