@@ -6,7 +6,10 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import torch
 
 # glibc mallopt parameters (malloc.h). Raising the mmap threshold and keeping freed memory avoids a
 # page fault storm on large activations: a batch-200 UNet forward 0.70 s -> 0.45 s (STACK_NOTES.md).
@@ -37,6 +40,22 @@ def match_threads_to_allocation() -> int | None:
 
     torch.set_num_threads(int(cpus))
     return int(cpus)
+
+
+def task_device(trainer) -> torch.device:
+    """Where a task samples and scores: the GPU when trainer.accelerator asks for one and there is one."""
+    import torch
+
+    return torch.device("cuda" if trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def end_distributed() -> None:
+    """After a DDP fit: leave the process group, so that rank 0 samples and scores alone (collectives such
+    as torchmetrics' sync would otherwise wait for ranks that have finished)."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def is_main_process() -> bool:

@@ -15,12 +15,12 @@ from torch import Tensor
 
 from src.data.clip_data import LAYOUTS, ImageSet, image_loader, open_rgb, read_embedded_digits, read_image_set
 from src.errors import ConfigError
-from src.runtime import atomic_write
 from src.eval.zero_shot import classification_metrics, confusion_matrix
 from src.figures import save_cases, save_confusion
 from src.loggers import build_logger, finish, log_images, log_metrics
 from src.models.clip_zeroshot import (build_text_classifier, encode_images, load_clip, text_encoder,
                                       zero_shot_logits)
+from src.runtime import atomic_write, task_device
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     m, out = cfg.model, Path(cfg.paths.output_dir)
     model, processor = load_clip(m.path, m.name)  # first: a missing model fails before the data is built
     images = resolve_image_set(cfg)
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    device = task_device(cfg.trainer)
     model.to(device)
     log.info("%d images, %d classes from %s; prompt=%s (%d templates)", len(images), len(images.class_names),
              images.root, cfg.prompt.name, len(cfg.prompt.templates))

@@ -21,6 +21,7 @@ from src.figures import save_class_grid, save_process
 from src.images import fresh_dir, replace_dir, save_png, to_uint8
 from src.loggers import build_logger, finish, log_images, log_metrics, tame_lightning_logging
 from src.models.diffusion_module import DiffusionModule
+from src.runtime import end_distributed, is_main_process, task_device
 from src.tasks.digit_judging import load_judges, real_val_images, resolve_data_root
 from src.tasks.digit_sampling import frame_labels, sample_digits
 
@@ -69,10 +70,9 @@ def train(cfg: DictConfig, module: DiffusionModule, data_root: Path, out: Path, 
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()  # DDP is over: rank 0 samples and scores alone
+    end_distributed()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/loss")}
-    return {**metrics, "train/steps": float(trainer.global_step), "is_global_zero": trainer.is_global_zero}
+    return {**metrics, "train/steps": float(trainer.global_step)}
 
 
 def load_for_sampling(cfg: DictConfig, module: DiffusionModule) -> None:
@@ -103,13 +103,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     if cfg.task.train:
         metrics.update(train(cfg, module, data_root, out, logger))
-        if not metrics.pop("is_global_zero"):
+        if not is_main_process():
             return {}  # DDP: rank 0 alone samples, scores and writes
     else:
         load_for_sampling(cfg, module)
     metrics["time/train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    device = task_device(cfg.trainer)
     samples, frames, frame_t = sample_digits(module.ema.net.to(device), module.schedule, cfg.sampler,
                                     domains=list(cfg.data.domains), num_classes=cfg.data.num_classes, seed=cfg.seed,
                                     device=device)

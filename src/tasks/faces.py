@@ -21,6 +21,7 @@ from src.errors import ConfigError
 from src.figures import save_labelled_grid
 from src.images import to_uint8
 from src.loggers import build_logger, finish, log_images, log_metrics
+from src.runtime import task_device
 from src.tasks.face_embedded import resolve_face_root
 from src.tasks.face_model import FaceModel, load_face_model
 
@@ -69,7 +70,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     names, noise = load_noise(root, (1, *model.image_shape))
     gt = load_gt(root, names, model.image_shape) if task.score else None
     log.info("%d noise files from %s; model %s", len(names), root, model.weights)
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    device = task_device(cfg.trainer)
     sample = FaceSampler(model, instantiate(cfg.scheduler), s, cfg.seed, device)
     logger = build_logger(cfg, out, run_name=out.name, job_type=task.name)
     metrics: dict[str, float] = {"sampler/eta": float(s.eta), "sampler/num_steps": float(s.num_steps),

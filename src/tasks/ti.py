@@ -26,7 +26,7 @@ from src.models.custom_diffusion import (WEIGHT_NAME as CD_WEIGHTS, CustomDiffus
 from src.models.sd_pipeline import load_sd_pipeline
 from src.models.textual_inversion import (TEMPLATES, TextualInversionModule, expand_placeholder,
                                           save_learned_embeds)
-from src.runtime import is_main_process
+from src.runtime import end_distributed, is_main_process, task_device
 
 log = logging.getLogger(__name__)
 EMBEDS_NAME = "learned_embeds.safetensors"
@@ -117,8 +117,7 @@ def fit(cfg: DictConfig, module, dataset, ckpt_dir: Path, out: Path, prefix: str
     if resume.is_file():
         log.info("%s: resuming from %s", prefix, resume)
     trainer.fit(module, loader, ckpt_path=str(resume) if resume.is_file() else None)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()  # DDP is over: rank 0 generates and scores alone
+    end_distributed()
     loss = trainer.callback_metrics.get(module.loss_key)
     return {f"{prefix}/train/steps": float(trainer.global_step),
             **({f"{prefix}/train/loss": float(loss)} if loss is not None else {})}
@@ -324,7 +323,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if not is_main_process():
         return {}  # DDP: rank 0 alone generates, scores and writes
     metrics["time/train_s"] = time.perf_counter() - t0
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu")
+    device = task_device(cfg.trainer)
     t0 = time.perf_counter()
     pipe.to(device)
     generate(cfg, pipe, concepts, out / "samples")
