@@ -103,7 +103,7 @@ def plot_params(jobs: list[Job], sweep: Path, metric: str) -> list[Path]:
             ax.set_xticks(xs, values, rotation=30, ha="right")
         ax.set_xlabel(param), ax.set_ylabel(metric), ax.grid(alpha=0.3), ax.legend(fontsize=8)
         path = sweep / f"report_{param.replace('/', '_')}.png"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        atomic_write(path, lambda p: fig.savefig(p, dpi=150, bbox_inches="tight"))
         plt.close(fig)
         paths.append(path)
     return paths

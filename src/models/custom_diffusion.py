@@ -3,12 +3,11 @@ cross-attention layer, trained jointly on several concepts; saved in diffusers' 
 (`unet.save_attn_procs`, reloaded by `unet.load_attn_procs`)."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
+from src.images import fresh_dir, replace_dir
 from src.models.textual_inversion import TextualInversionModule
 
 WEIGHT_NAME = "pytorch_custom_diffusion_weights.bin"
@@ -57,12 +56,9 @@ class CustomDiffusionModule(TextualInversionModule):
 def save_custom_diffusion(unet, folder: str | Path) -> Path:
     """The attention processors as <folder>/pytorch_custom_diffusion_weights.bin, written beside and renamed."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_dir(folder.with_name(f".{folder.name}.tmp"))
     unet.save_attn_procs(tmp, weight_name=WEIGHT_NAME, safe_serialization=False)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    replace_dir(tmp, folder)
     return folder / WEIGHT_NAME
 
 
