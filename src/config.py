@@ -224,6 +224,11 @@ class RememberSweepOverrides(Callback):
         _typed_overrides[:] = [str(o) for o in config.hydra.overrides.task]
 
 
+def own_overrides(overrides) -> list[str]:
+    """The overrides that shape the experiment: all but Hydra's own (hydra.*, hydra/..., also with + or ~)."""
+    return [str(o) for o in overrides if not str(o).lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
 def sweep_name() -> str:
     """The name of a sweep's directory: its overrides as typed, minus task= and hydra's own. Running the
     same multirun command again lands in the same directory and skips the jobs that finished.
@@ -231,7 +236,7 @@ def sweep_name() -> str:
     Resolved once, in the launching process (sampler.eta=0,0.5,1); jobs get the value from Hydra's
     resolver cache, as they do for ${now:...}: each job sees only its own overrides (sampler.eta=0.5).
     """
-    overrides = [o for o in _typed_overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "task="))]
+    overrides = [o for o in own_overrides(_typed_overrides) if not o.startswith("task=")]
     name = re.sub(r"[^A-Za-z0-9._,=+-]", "_", ",".join(overrides)) or "default"
     if len(name) > 80:
         name = f"{name[:64]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"

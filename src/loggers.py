@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import own_overrides
+
 
 def build_logger(cfg: DictConfig, output_dir: Path, *, run_name: str, job_type: str):
     """One Lightning logger for this job, carrying the composed config; None for logger=none."""
@@ -41,8 +43,7 @@ def sweep_group_and_tags(group: Optional[str], tags: list[str]) -> tuple[Optiona
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN and group is None:
         group = str(hc.sweep.dir)
-    overrides = [o for o in hc.overrides.task if not o.startswith(("hydra.", "hydra/"))]
-    return group, list(dict.fromkeys(t[:64] for t in [*tags, *overrides]))
+    return group, list(dict.fromkeys(t[:64] for t in [*tags, *own_overrides(hc.overrides.task)]))
 
 
 def log_images(logger: Any, images: dict[str, Path], step: Optional[int] = None) -> None:
