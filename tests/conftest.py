@@ -7,35 +7,15 @@ from pathlib import Path
 import pytest
 
 from src.config import compose_config
+from src.testing.overrides import TINY_DIGITS, TINY_FACES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-# A two-level UNet, a few diffusion steps, two images per digit, a small embedded data set.
-TINY = [
-    "data.embedded.n_train=60", "data.embedded.n_val=40", "data.batch_size=16",
-    "model.net.block_out_channels=[16,32]", "model.net.attention_levels=[false,true]",
-    "model.net.norm_num_groups=8", "model.warmup_steps=2",
-    "scheduler.steps=50", "sampler.num_steps=4", "sampler.per_class=2", "sampler.process_frames=3",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-    "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    "task.classifier.epochs=1", "task.classifier.min_val_acc=0", "logger=none",
-]
-
-
-# task=faces with a two-level 16x16 face UNet trained 4 steps, 4 noise files, DDIM of 4 steps.
-TINY_FACES = [
-    "data.embedded.n_noise=4", "data.embedded.gt_steps=4", "scheduler.steps=50", "sampler.num_steps=4",
-    "task.interp_alphas=[0.0,0.5,1.0]", "trainer.enable_progress_bar=false", "model.image_size=16",
-    "model.net.channel=16", "model.net.channel_multiplier=[1,2]", "model.net.attn_strides=[2]",
-    "model.net.norm_groups=8", "model.train.steps=4", "model.train.batch_size=16", "model.train.warmup_steps=2",
-]
-
-
 @pytest.fixture(scope="session")
 def tiny_overrides() -> list[str]:
-    return list(TINY)
+    return list(TINY_DIGITS)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +32,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_digits_cfg(tmp_path, cache_dir):
     """task=digits shrunk to seconds, writing into tmp_path."""
-    return compose_config(["task=digits", *TINY, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"])
+    return compose_config(["task=digits", *TINY_DIGITS, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"])
 
 
 @pytest.fixture(scope="session")

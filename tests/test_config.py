@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate

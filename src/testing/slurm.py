@@ -14,11 +14,21 @@ ON_LOCAL_SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=deb
                   "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10"]
 
 
+def src_run_env(env: dict) -> dict:
+    """`env` for a `python -m src.run` subprocess: this checkout importable, offline hub and W&B."""
+    return {**env, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+def start_src(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    """`python -m src.run <args>` in cwd, in the background (stderr kept for the assertion message)."""
+    return subprocess.Popen([sys.executable, "-m", "src.run", *args], cwd=cwd, env=src_run_env(env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def run_src(args: list[str], cwd: Path, env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
     """`python -m src.run <args>` in cwd, as a user would type it."""
-    env = {**env, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=cwd, env=src_run_env(env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def array_job_ids(sweep: Path) -> list[str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from src.testing.slurm import ON_LOCAL_SLURM, ROOT, array_job_ids, run_src, sacct_states
+from src.testing.slurm import ON_LOCAL_SLURM, array_job_ids, run_src, sacct_states, start_src
 from src.testing.wandb_records import run_record
 
 pytestmark = pytest.mark.slow
@@ -120,10 +119,7 @@ def test_job_requeued_at_its_time_limit_resumes_and_ends_like_an_uninterrupted_r
     per_second = 200 / json.loads((tmp_path / "warm" / "metrics.json").read_text())["time/train_s"]
     steps = int(os.environ.get("DIFFLAB_REQUEUE_STEPS") or max(400, round(per_second * TRAIN_SECONDS, -2)))
     train = [*base, f"trainer.max_steps={steps}", "trainer.val_check_interval=100"]
-    reference = subprocess.Popen(
-        [sys.executable, "-m", "src.run", "task=digits", *train, f"hydra.run.dir={tmp_path / 'reference'}"],
-        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reference = start_src(["task=digits", *train, f"hydra.run.dir={tmp_path / 'reference'}"], tmp_path, env)
     slurm_run = run_src(["-m", "task=digits", "seed=0", *train, *ON_LOCAL_SLURM, "hydra.launcher.timeout_min=3",
                          "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=2",
                          f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env)
@@ -152,14 +148,9 @@ def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(slurm, tmp
     train = [*base, "trainer.max_steps=600", "trainer.val_check_interval=100"]
     warm = run_src(["task=digits", *tiny_overrides, f"hydra.run.dir={tmp_path / 'warm'}"], tmp_path, env)
     assert warm.returncode == 0, warm.stderr[-3000:]
-    full_env = {**env, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    reference = subprocess.Popen(
-        [sys.executable, "-m", "src.run", "task=digits", *train, f"hydra.run.dir={tmp_path / 'reference'}"],
-        cwd=tmp_path, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reference = start_src(["task=digits", *train, f"hydra.run.dir={tmp_path / 'reference'}"], tmp_path, env)
     sweep = tmp_path / "sweep"
-    launch = subprocess.Popen(
-        [sys.executable, "-m", "src.run", "-m", "task=digits", *train, *ON_LOCAL_SLURM, f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launch = start_src(["-m", "task=digits", *train, *ON_LOCAL_SLURM, f"hydra.sweep.dir={sweep}"], tmp_path, env)
     deadline = time.time() + 300
     while not (sweep / "0" / "checkpoints" / "last.ckpt").is_file():  # trained 100 steps
         assert time.time() < deadline and launch.poll() is None, "the job never wrote a checkpoint"

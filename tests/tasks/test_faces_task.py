@@ -13,16 +13,13 @@ from PIL import Image
 from src.config import compose_config
 from src.errors import CheckpointError, ConfigError, DataError
 from src.run import run
+from src.testing.overrides import TINY_FACES, TINY_FACES_SAMPLING
 
 pytestmark = pytest.mark.slow
 
 # A two-level 16x16 FaceUNet trained 4 steps, 4 noise files, DDIM of 4 steps, 3 interpolation points.
-SAMPLING = ["task=faces", "data.embedded.n_noise=4", "data.embedded.gt_steps=4", "scheduler.steps=50",
-            "sampler.num_steps=4", "task.interp_alphas=[0.0,0.5,1.0]", "trainer.enable_progress_bar=false",
-            "logger=none"]
-TINY = [*SAMPLING, "model.image_size=16", "model.net.channel=16", "model.net.channel_multiplier=[1,2]",
-        "model.net.attn_strides=[2]", "model.net.norm_groups=8", "model.train.steps=4",
-        "model.train.batch_size=16", "model.train.warmup_steps=2"]
+SAMPLING = ["task=faces", *TINY_FACES_SAMPLING, "logger=none"]
+TINY = ["task=faces", *TINY_FACES, "logger=none"]
 NAMES = ["00", "01", "02", "03"]
 
 
