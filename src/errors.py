@@ -15,3 +15,10 @@ class DataError(DifflabError, ValueError):
 
 class CheckpointError(DifflabError, ValueError):
     """A checkpoint cannot be loaded; the message names the file and what was expected."""
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of a wrapped exception's message (its type name if empty), cut to `limit` characters:
+    how a library's multi-line error is quoted inside one of ours."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__

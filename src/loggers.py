@@ -6,30 +6,30 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
-
 from src.config import own_overrides
 
 
-def build_logger(cfg: DictConfig, output_dir: Path, *, run_name: str, job_type: str):
-    """One Lightning logger for this job, carrying the composed config; None for logger=none."""
-    lcfg = cfg.logger
-    if lcfg.name == "none":
-        return None
-    if lcfg.name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
-        return CSVLogger(save_dir=str(output_dir), name="csv", version="")
+def wandb_logger(output_dir: Path, *, run_name: str, job_type: str, config: dict, project: str, mode: str,
+                 group: Optional[str] = None, tags: Optional[list] = None):
+    """Lightning's WandbLogger for this job (logger=wandb), carrying the composed config. In a sweep, runs
+    share a group named after the sweep directory and carry their own overrides as tags."""
     from lightning.pytorch.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    group, tags = sweep_group_and_tags(lcfg.group, list(lcfg.tags))
+    group, tags = sweep_group_and_tags(group, list(tags or []))
     if group is not None and tags:
         run_name = f"{run_name}:{','.join(tags)}"[:128]  # job number and overrides, e.g. 3:sampler.eta=0.75
-    logger = WandbLogger(project=lcfg.project, name=run_name, save_dir=str(output_dir), mode=lcfg.mode,
-                         group=group, job_type=job_type, tags=tags or None)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    logger = WandbLogger(project=project, name=run_name, save_dir=str(output_dir), mode=mode, group=group,
+                         job_type=job_type, tags=tags or None)
+    logger.log_hyperparams(config)
     return logger
+
+
+def csv_logger(output_dir: Path, *, run_name: str, job_type: str, config: dict):
+    """Lightning's CSVLogger (logger=csv): <run>/csv/metrics.csv."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=str(output_dir), name="csv", version="")
 
 
 def sweep_group_and_tags(group: Optional[str], tags: list[str]) -> tuple[Optional[str], list[str]]:
@@ -70,21 +70,3 @@ def finish(logger: Any) -> None:
         import wandb
 
         wandb.finish()
-
-
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
-
-
-def tame_lightning_logging() -> None:
-    """One copy of each Lightning message (through Hydra's handlers, into run.log), without its
-    advertising tips or the warning about the EMA copy that is in eval mode on purpose."""
-    import warnings
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

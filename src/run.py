@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from src.config import register_configs, validate
+from src.config import check_removed_keys, register_configs, validate
 from src.errors import ConfigError, DifflabError
 
 log = logging.getLogger(__name__)
@@ -99,5 +99,9 @@ def one_job_sweep_if_launched(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    try:
+        check_removed_keys(sys.argv[1:])
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     sys.argv = one_job_sweep_if_launched(sys.argv)
     main()

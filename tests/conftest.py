@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from src.config import compose_config
-from src.testing.overrides import TINY_DIGITS, TINY_FACES
+from helpers.overrides import TINY_DIGITS, TINY_FACES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -39,7 +39,7 @@ def tiny_digits_cfg(tmp_path, cache_dir):
 def tiny_clip(tmp_path_factory) -> Path:
     """A random tiny CLIP (hidden 32, 32x32 images) with a BPE tokenizer trained offline, saved with
     save_pretrained: load it with model.path."""
-    from src.models.random_clip import write_random_clip
+    from src.standins.random_clip import write_random_clip
 
     return write_random_clip(tmp_path_factory.mktemp("tiny-clip"))
 

@@ -6,7 +6,13 @@ from src.config import CONF_DIR, compose_config, validate
 from src.errors import ConfigError
 from src.tasks import TASKS, get_task
 
-GROUPS = ["task", "data", "model", "scheduler", "sampler", "trainer", "logger", "prompt"]
+GROUPS = ["task", "data", "model", "scheduler", "sampler", "guidance", "trainer", "logger", "prompt"]
+
+
+# the task that selects each data and model option
+OWNER = {"data": {"digits": "digits", "face": "faces", "clip_zeroshot": "clip", "ti": "ti"},
+         "model": {"digits_unet": "digits", "face_unet": "faces", "face_unet_small": "faces", "face_diffusers": "faces",
+                   "clip": "clip", "sd": "ti", "sd_tiny": "ti"}}
 
 
 def options(group: str) -> list[str]:
@@ -16,7 +22,12 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
     extra = ["task.folder=/tmp"] if option == "evaluate" else []
-    cfg = compose_config([f"{group}={option}", "paths.output_dir=/tmp/x", *extra])
+    # a group that task=digits does not select is composed with the task that does
+    task = {"prompt": "task=clip", "data": None, "model": None}.get(group, "task=digits")
+    base = [] if group == "task" else [task] if task else []
+    if group in ("data", "model"):
+        base = [f"task={OWNER[group][option]}"]
+    cfg = compose_config([*base, f"{group}={option}", "paths.output_dir=/tmp/x", *extra])
     validate(cfg)
     assert cfg.task.name in TASKS
 
@@ -43,15 +54,14 @@ def test_users_command_overrides_verbatim():
 def test_report_preset_is_the_reports_setting():
     cfg = compose_config(["task=digits", "+experiment=report", "paths.output_dir=/tmp/x"])
     assert (cfg.scheduler.steps, cfg.scheduler.beta_start, cfg.scheduler.beta_end) == (500, 1e-3, 1e-2)
-    assert cfg.sampler.guidance_scale == 5
+    assert cfg.guidance.scale == 5
 
 
 @pytest.mark.parametrize("override,key", [
     ("sampler.eta=1.5", "sampler.eta=1.5"),
     ("scheduler.steps=1", "scheduler.steps=1"),
     ("scheduler.beta_end=1e-5", "scheduler.beta_end=1e-05"),
-    ("sampler.guidance_scale=-1", "sampler.guidance_scale=-1.0"),
-    ("sampler.per_class=0", "sampler.per_class=0"),
+    ("guidance.scale=-1", "guidance.scale=-1.0"),
     ("trainer.precision=fp8", "trainer.precision='fp8'"),
 ])
 def test_bad_values_name_key_value_and_expectation(override, key):
@@ -62,10 +72,28 @@ def test_bad_values_name_key_value_and_expectation(override, key):
     assert "\n" not in str(err.value)
 
 
-def test_ddpm_sampler_must_run_every_step():
-    cfg = compose_config(["sampler=ddpm", "sampler.num_steps=10", "paths.output_dir=/tmp/x"])
-    with pytest.raises(ConfigError, match="sampler.num_steps=10"):
-        validate(cfg)
+def test_ddpm_sampler_has_no_step_count_to_set():
+    with pytest.raises(ConfigCompositionException, match="num_steps"):
+        compose_config(["sampler=ddpm", "sampler.num_steps=10", "paths.output_dir=/tmp/x"])
+
+
+@pytest.mark.parametrize("override,replacement", [
+    ("sampler.guidance_scale=5", "use guidance.scale"),
+    ("sampler.per_class=50", "use task.per_class"),
+    ("scheduler=ddim", "use scheduler=linear"),
+    ("logger.name=csv", "use logger=<wandb|csv|none>"),
+])
+def test_removed_keys_name_their_replacement(override, replacement):
+    with pytest.raises(ConfigError, match=replacement) as err:
+        compose_config(["task=digits", override])
+    assert str(err.value).startswith(override) and "\n" not in str(err.value)
+
+
+def test_a_task_composes_only_the_groups_it_reads():
+    assert set(compose_config(["task=clip", "paths.output_dir=/tmp/x"])) >= {"prompt", "model", "data"}
+    assert "sampler" not in compose_config(["task=clip", "paths.output_dir=/tmp/x"])
+    assert "prompt" not in compose_config(["task=digits", "paths.output_dir=/tmp/x"])
+    assert "guidance" not in compose_config(["task=faces", "paths.output_dir=/tmp/x"])
 
 
 def test_wrong_type_fails_at_compose():

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 import src.config as config
 from src.config import CONF_DIR, register_configs, sweep_name
-from src.testing.slurm import run_src
+from helpers.slurm import run_src
 
 
 def compose_with_hydra(overrides):

@@ -34,7 +34,7 @@ def random_vit_b32():
     """A random CLIPModel of ViT-B/32's shapes with CLIP's default image processor and a trained tokenizer."""
     from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from src.models.random_clip import random_clip_config, train_tokenizer
+    from src.standins.random_clip import random_clip_config, train_tokenizer
 
     tokenizer = train_tokenizer()
     torch.manual_seed(0)

@@ -24,6 +24,11 @@ def ddim_timesteps(num_train_steps: int, num_steps: int, offset: int = 1) -> lis
     return [min(i * ratio + offset, num_train_steps - 1) for i in reversed(range(num_steps))]
 
 
+def num_sampling_steps(sample: Callable, schedule: NoiseSchedule) -> int:
+    """How many denoiser calls a configured sampler (a partial of ddim_sample or ddpm_sample) makes."""
+    return int(getattr(sample, "keywords", {}).get("num_steps", schedule.num_steps))
+
+
 def _randn(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from src.data.digits import DOMAINS
-from src.diffusion.guidance import ClassifierFreeGuidance
-from src.diffusion.samplers import ddim_sample, ddpm_sample
+from src.progress import Progress
+from src.diffusion.samplers import num_sampling_steps
 from src.diffusion.schedules import NoiseSchedule
 
 
@@ -22,10 +21,13 @@ def frame_labels(timesteps: list[int]) -> list[str]:
 
 
 @torch.no_grad()
-def sample_digits(net: nn.Module, schedule: NoiseSchedule, s, *, domains: list[str], num_classes: int,
-                  seed: int, device: torch.device) -> tuple[Tensor, Tensor, list[int]]:
+def sample_digits(net: nn.Module, schedule: NoiseSchedule, sample, guidance, *, domains: list[str],
+                  num_classes: int, per_class: int, batch_size: int, process_frames: int, seed: int,
+                  device: torch.device) -> tuple[Tensor, Tensor, list[int]]:
     """Returns samples [D, num_classes, per_class, C, H, W], process frames [D, F, C, H, W] and the
-    timestep after which each frame but the first (x_T) was taken.
+    timestep after which each frame but the first (x_T) was taken. `sample` is a configured sampler
+    (sample(denoiser, x_T, schedule, cond=, generator=, callback=)), `guidance` the guidance wrapper
+    (guidance(denoiser, null_cond)).
 
     Row order is (domain, digit, index); x_T of every row comes from one generator seeded by `seed`,
     batch by batch, so the same seed and batch size give the same images. The process follows the
@@ -33,18 +35,18 @@ def sample_digits(net: nn.Module, schedule: NoiseSchedule, s, *, domains: list[s
     """
     net.eval()
     domain_ids = torch.tensor([DOMAINS.index(d) for d in domains])  # the ids DigitsDataset trains with
-    grid = torch.cartesian_prod(torch.arange(len(domains)), torch.arange(num_classes), torch.arange(s.per_class))
+    grid = torch.cartesian_prod(torch.arange(len(domains)), torch.arange(num_classes), torch.arange(per_class))
     cond = torch.stack([grid[:, 1], domain_ids[grid[:, 0]]], dim=1).to(device)  # [N, 2] = (digit, domain)
-    tracked = {d * num_classes * s.per_class: d for d in range(len(domains))}  # row -> domain
+    tracked = {d * num_classes * per_class: d for d in range(len(domains))}  # row -> domain
     gen = torch.Generator(device=device).manual_seed(seed)
-    denoiser = ClassifierFreeGuidance(net, net.null_cond, s.guidance_scale)
-    keep = frame_steps(s.num_steps, s.process_frames)
+    denoiser = guidance(net, net.null_cond)
+    num_steps = num_sampling_steps(sample, schedule)
+    keep = frame_steps(num_steps, process_frames)
     c, h, w = net.unet.config.in_channels, net.unet.config.sample_size, net.unet.config.sample_size
     out, frames, frame_t = [], {}, []
-    bar = tqdm(total=-(-len(cond) // s.batch_size) * s.num_steps,
-               desc=f"sampling {s.name}", unit="step")
-    for start in range(0, len(cond), s.batch_size):
-        rows = cond[start:start + s.batch_size]
+    bar = Progress("sampling", -(-len(cond) // batch_size) * num_steps)
+    for start in range(0, len(cond), batch_size):
+        rows = cond[start:start + batch_size]
         x_T = torch.randn((len(rows), c, h, w), generator=gen, device=device)
         mine = {r - start: d for r, d in tracked.items() if start <= r < start + len(rows)}
         for r, d in mine.items():
@@ -58,13 +60,8 @@ def sample_digits(net: nn.Module, schedule: NoiseSchedule, s, *, domains: list[s
                 for r, d in mine.items():
                     frames[d].append(x_t[r].cpu())
 
-        if s.name == "ddim":
-            x_0 = ddim_sample(denoiser, x_T, schedule, num_steps=s.num_steps, cond=rows, eta=s.eta,
-                              clip_x0=s.clip_x0, generator=gen, callback=callback)
-        else:
-            x_0 = ddpm_sample(denoiser, x_T, schedule, cond=rows, clip_x0=s.clip_x0, generator=gen,
-                              callback=callback)
+        x_0 = sample(denoiser, x_T, schedule, cond=rows, generator=gen, callback=callback)
         out.append(x_0.cpu())
     bar.close()
-    samples = torch.cat(out).view(len(domains), num_classes, s.per_class, c, h, w)
+    samples = torch.cat(out).view(len(domains), num_classes, per_class, c, h, w)
     return samples, torch.stack([torch.stack(frames[d]) for d in range(len(domains))]), frame_t

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import time
 from pathlib import Path
 
 import torch
@@ -15,13 +14,13 @@ from torch.utils.data import DataLoader
 
 from src.data.digits import DigitsDataset
 from src.data.resumable import ResumableLoader
-from src.errors import CheckpointError, ConfigError
+from src.errors import CheckpointError, ConfigError, first_line
 from src.eval.digit_scores import score_digit_folder
 from src.figures import save_class_grid, save_process
 from src.images import fresh_dir, replace_dir, save_png, to_uint8
-from src.loggers import build_logger, finish, log_images, log_metrics, tame_lightning_logging
 from src.models.diffusion_module import DiffusionModule
-from src.runtime import end_distributed, is_main_process, task_device
+from src.runtime import end_distributed, is_main_process
+from src.tasks.context import TaskRun, task_run
 from src.tasks.digit_judging import load_judges, real_val_images, resolve_data_root
 from src.tasks.digit_sampling import frame_labels, sample_digits
 
@@ -56,23 +55,21 @@ def _resume_path(cfg: DictConfig, out: Path) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def train(cfg: DictConfig, module: DiffusionModule, data_root: Path, out: Path, logger) -> dict[str, float]:
-    """Fit with Lightning (checkpoints last + best by val/loss; resumes); returns training metrics."""
+def train(r: TaskRun, module: DiffusionModule, data_root: Path) -> None:
+    """Fit with Lightning (checkpoints last + best by val/loss; resumes) into r.metrics."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    tame_lightning_logging()
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{step}", monitor="val/loss",
+    ckpt = ModelCheckpoint(dirpath=r.out / "checkpoints", filename="best-{step}", monitor="val/loss",
                            save_last=True, save_top_k=1)
-    trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=[ckpt],
-                          default_root_dir=str(out))
-    train_loader, val_loader = _loaders(cfg, data_root)
-    resume = _resume_path(cfg, out)
+    trainer = r.trainer(callbacks=[ckpt])
+    train_loader, val_loader = _loaders(r.cfg, data_root)
+    resume = _resume_path(r.cfg, r.out)
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
     end_distributed()
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/loss")}
-    return {**metrics, "train/steps": float(trainer.global_step)}
+    r.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/loss")})
+    r.metrics["train/steps"] = float(trainer.global_step)
 
 
 def load_for_sampling(cfg: DictConfig, module: DiffusionModule) -> None:
@@ -86,48 +83,48 @@ def load_for_sampling(cfg: DictConfig, module: DiffusionModule) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as err:
-        first = str(err).strip().splitlines()[0][:200]
-        raise CheckpointError(f"{path}: not a task=digits checkpoint of this model.net ({first}); expected "
-                              "a Lightning .ckpt written by task=digits with the same model config") from err
+        raise CheckpointError(f"{path}: not a task=digits checkpoint of this model.net ({first_line(err)}); "
+                              "expected a Lightning .ckpt written by task=digits with the same model config") from err
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Data -> judges -> DDPM training -> sampling -> files, figures and scores."""
-    start = time.perf_counter()
-    out = Path(cfg.paths.output_dir)
-    data_root = resolve_data_root(cfg)
-    judges, judge_accs = load_judges(cfg, data_root)
-    module = build_module(cfg)
-    logger = build_logger(cfg, out, run_name=out.name, job_type=cfg.task.name)
-    metrics: dict[str, float] = {}
-    t0 = time.perf_counter()
-    if cfg.task.train:
-        metrics.update(train(cfg, module, data_root, out, logger))
+    with task_run(cfg) as r:
+        data_root = resolve_data_root(cfg)
+        judges, judge_accs = load_judges(cfg, data_root)
+        module = build_module(cfg)
+        with r.timed("train"):
+            if cfg.task.train:
+                train(r, module, data_root)
+            else:
+                load_for_sampling(cfg, module)
         if not is_main_process():
             return {}  # DDP: rank 0 alone samples, scores and writes
-    else:
-        load_for_sampling(cfg, module)
-    metrics["time/train_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    device = task_device(cfg.trainer)
-    samples, frames, frame_t = sample_digits(module.ema.net.to(device), module.schedule, cfg.sampler,
-                                    domains=list(cfg.data.domains), num_classes=cfg.data.num_classes, seed=cfg.seed,
-                                    device=device)
-    metrics["time/sample_s"] = time.perf_counter() - t0
-    figures = write_outputs(cfg, samples, frames, frame_labels(frame_t), out)
-    metrics.update(score_digit_folder(out / "samples", judges, real_val_images(data_root, list(judges))))
-    metrics.update(judge_accs)
-    metrics["time/total_s"] = time.perf_counter() - start
-    log_images(logger, figures)
-    log_metrics(logger, metrics)
-    finish(logger)
-    return metrics
+        t = cfg.task
+        with r.timed("sample"):
+            samples, frames, frame_t = sample_digits(
+                module.ema.net.to(r.device), module.schedule, instantiate(cfg.sampler), instantiate(cfg.guidance),
+                domains=list(cfg.data.domains), num_classes=cfg.data.num_classes, per_class=t.per_class,
+                batch_size=t.sample_batch_size, process_frames=t.process_frames, seed=cfg.seed, device=r.device)
+        r.figures.update(write_outputs(cfg, samples, frames, frame_labels(frame_t), r.out))
+        r.metrics.update(score_digit_folder(r.out / "samples", judges, real_val_images(data_root, list(judges))))
+        r.metrics.update(judge_accs)
+    return r.metrics
+
+
+def sampling_title(cfg: DictConfig) -> str:
+    """`DDIM 50 steps, eta 0, guidance 3` for figure titles."""
+    s = cfg.sampler
+    name = s._target_.rsplit(".", 1)[-1].split("_")[0].upper()
+    steps = s.get("num_steps", cfg.scheduler.steps)
+    eta = f", eta {s.eta:g}" if "eta" in s else ""
+    return f"{name} {steps} steps{eta}, guidance {cfg.guidance.scale:g}"
 
 
 def write_outputs(cfg: DictConfig, samples: Tensor, frames: Tensor, frame_titles: list[str],
                   out: Path) -> dict[str, Path]:
     """samples [D, 10, K, C, H, W], frames [D, F, C, H, W] in [-1, 1] -> course files + figures."""
-    domains, s = list(cfg.data.domains), cfg.sampler
+    domains = list(cfg.data.domains)
     images, frames = to_uint8(samples), to_uint8(frames)
     tmp = fresh_dir(out / ".samples.tmp")
     for d, domain in enumerate(domains):
@@ -138,7 +135,7 @@ def write_outputs(cfg: DictConfig, samples: Tensor, frames: Tensor, frame_titles
     replace_dir(tmp, out / "samples")
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
-    how = f"{s.name.upper()} {s.num_steps} steps, eta {s.eta:g}, guidance {s.guidance_scale:g}"
+    how = sampling_title(cfg)
     figures = {}
     for d, domain in enumerate(domains):
         figures[f"grid/{domain}"] = save_class_grid(

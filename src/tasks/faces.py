@@ -15,7 +15,6 @@ from torch import Tensor
 
 from src.data.faces import load_gt, load_noise, write_images
 from src.diffusion.interpolation import lerp, slerp
-from src.diffusion.samplers import ddim_sample
 from src.diffusion.schedules import NoiseSchedule
 from src.errors import ConfigError
 from src.figures import save_labelled_grid
@@ -29,21 +28,21 @@ log = logging.getLogger(__name__)
 
 
 class FaceSampler:
-    """DDIM of cfg.sampler from one model; every call re-seeds the variance noise with `seed`, so each
+    """The configured DDIM from one model; every call re-seeds the variance noise with `seed`, so each
     eta sees the same z at every step (and eta 0 needs none)."""
 
-    def __init__(self, model: FaceModel, schedule: NoiseSchedule, s: DictConfig, seed: int,
+    def __init__(self, model: FaceModel, sample, schedule: NoiseSchedule, batch_size: int, seed: int,
                  device: torch.device) -> None:
-        self.net, self.schedule, self.s, self.seed, self.device = model.net.to(device), schedule, s, seed, device
+        self.net, self.sample, self.schedule = model.net.to(device), sample, schedule
+        self.batch_size, self.seed, self.device = batch_size, seed, device
 
     def __call__(self, x_T: Tensor, eta: float) -> Tensor:
         """x_T [N, C, H, W] -> x_0 [N, C, H, W] in [-1, 1] (CPU), in batches of sampler.batch_size."""
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
         out = []
-        for start in range(0, len(x_T), self.s.batch_size):
-            x = x_T[start:start + self.s.batch_size].to(self.device)
-            out.append(ddim_sample(lambda x_t, t, cond: self.net(x_t, t), x, self.schedule,
-                                   num_steps=self.s.num_steps, eta=eta, clip_x0=self.s.clip_x0,
+        for start in range(0, len(x_T), self.batch_size):
+            x = x_T[start:start + self.batch_size].to(self.device)
+            out.append(self.sample(lambda x_t, t, cond: self.net(x_t, t), x, self.schedule, eta=eta,
                                    generator=gen).cpu())
         return torch.cat(out)
 
@@ -58,8 +57,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Face folder -> model -> DDIM per noise file -> NN.png, MSE, figures."""
     start = time.perf_counter()
     s, task = cfg.sampler, cfg.task
-    if s.name != "ddim":
-        raise ConfigError(f"sampler.name={s.name!r}: task=faces samples with DDIM; expected sampler=ddim")
+    if not s._target_.endswith("ddim_sample"):
+        raise ConfigError(f"sampler._target_={s._target_!r}: task=faces samples with DDIM; expected sampler=ddim")
     if cfg.ckpt_path is not None:
         raise ConfigError("ckpt_path: not used by task=faces; expected model.format=project model.weights=<.ckpt>")
     if any(not 0.0 <= float(e) <= 1.0 for e in task.figure_etas):
@@ -71,7 +70,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     gt = load_gt(root, names, model.image_shape) if task.score else None
     log.info("%d noise files from %s; model %s", len(names), root, model.weights)
     device = task_device(cfg.trainer)
-    sample = FaceSampler(model, instantiate(cfg.scheduler), s, cfg.seed, device)
+    sample = FaceSampler(model, instantiate(s), instantiate(cfg.scheduler), task.sample_batch_size, cfg.seed, device)
     logger = build_logger(cfg, out, run_name=out.name, job_type=task.name)
     metrics: dict[str, float] = {"sampler/eta": float(s.eta), "sampler/num_steps": float(s.num_steps),
                                  "time/setup_s": time.perf_counter() - start}

@@ -69,7 +69,7 @@ def resolve_pipeline(cfg: DictConfig):
     if m.path is None:
         if not m.get("tiny", False):
             raise ConfigError("model.path=None: expected a diffusers folder or sd-v1-4.ckpt (or model=sd_tiny)")
-        from src.testing.tiny_models import write_tiny_sd
+        from src.standins.tiny_sd import write_tiny_sd
 
         log.warning("model=sd_tiny: a RANDOM tiny Stable Diffusion built by the project, not SD v1.4")
         path = _cached(Path(cfg.paths.cache_dir) / "ti" / f"sd_tiny_{m.image_size}",
@@ -238,7 +238,7 @@ def resolve_scorer(cfg: DictConfig, device: torch.device) -> tuple[ClipScorer, b
     """The CLIP of ti.clip_path, or a random tiny CLIP (True: its scores mean nothing)."""
     if cfg.ti.clip_path is not None:
         return ClipScorer(cfg.ti.clip_path, device), False
-    from src.testing.tiny_models import write_tiny_clip
+    from src.standins.tiny_sd import write_tiny_clip
 
     log.warning("ti.clip_path=null: scoring with a RANDOM tiny CLIP; the scores are meaningless")
     return ClipScorer(_cached(Path(cfg.paths.cache_dir) / "ti" / "clip_tiny", write_tiny_clip), device), True

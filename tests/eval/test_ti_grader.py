@@ -41,7 +41,7 @@ def test_top5_by_total_averaged_and_pass_needs_both_baselines():
 
 
 def test_grade_images_agrees_with_clip_logits_per_image(tmp_path):
-    from src.testing.tiny_models import write_tiny_clip
+    from src.standins.tiny_sd import write_tiny_clip
 
     scorer = ClipScorer(write_tiny_clip(tmp_path / "clip"))
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ from src.errors import CheckpointError, ConfigError
 from src.eval.zero_shot import classification_metrics, confusion_matrix, metric_names, topk_hits
 from src.models.clip_zeroshot import (average_templates, build_text_classifier, check_tokenizer, encode_images,
                                       fill_templates, load_clip, text_encoder, zero_shot_logits)
-from src.models.random_clip import train_tokenizer
+from src.standins.random_clip import train_tokenizer
 
 
 def one_line(err) -> str:

@@ -7,7 +7,7 @@ from src.errors import CheckpointError, ConfigError
 from src.models.sd_pipeline import load_sd_pipeline
 from src.models.textual_inversion import (OBJECT_TEMPLATES, TextualInversionModule, expand_placeholder,
                                           save_learned_embeds)
-from src.testing.tiny_models import write_tiny_sd
+from src.standins.tiny_sd import write_tiny_sd
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def _touch(path):
 
 @pytest.mark.parametrize("name", ["sd-tiny.ckpt", "sd-tiny.safetensors"])
 def test_a_single_file_checkpoint_in_the_original_layout_loads_like_the_folder(sd_dir, tmp_path, name):
-    from src.testing.tiny_models import write_tiny_single_file
+    from src.standins.tiny_sd import write_tiny_single_file
 
     import shutil
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from src.testing.slurm import ON_LOCAL_SLURM, array_job_ids, run_src, sacct_states, start_src
-from src.testing.wandb_records import run_record
+from helpers.slurm import ON_LOCAL_SLURM, array_job_ids, run_src, sacct_states, start_src
+from helpers.wandb_records import run_record
 
 pytestmark = pytest.mark.slow
 

@@ -70,14 +70,14 @@ def test_missing_checkpoint_is_a_config_error(tiny_digits_cfg, tmp_path):
 
 def test_multirun_of_two_jobs_writes_metrics_per_job(tmp_path, cache_dir, tiny_overrides):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "src.run", "-m", "task=digits", "sampler.guidance_scale=0,3", *tiny_overrides,
+    cmd = [sys.executable, "-m", "src.run", "-m", "task=digits", "guidance.scale=0,3", *tiny_overrides,
            f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1"]
-    scales = [OmegaConf.load(j / ".hydra" / "config.yaml").sampler.guidance_scale for j in jobs]
+    scales = [OmegaConf.load(j / ".hydra" / "config.yaml").guidance.scale for j in jobs]
     assert scales == [0.0, 3.0]
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())

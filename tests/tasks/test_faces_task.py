@@ -13,7 +13,7 @@ from PIL import Image
 from src.config import compose_config
 from src.errors import CheckpointError, ConfigError, DataError
 from src.run import run
-from src.testing.overrides import TINY_FACES, TINY_FACES_SAMPLING
+from helpers.overrides import TINY_FACES, TINY_FACES_SAMPLING
 
 pytestmark = pytest.mark.slow
 

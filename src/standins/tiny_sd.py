@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from src.models.random_clip import train_tokenizer, write_random_clip
+from src.standins.random_clip import train_tokenizer, write_random_clip
 
 # Words of the TI templates and the course's prompts, so that prompts tokenise into real subwords and the
 # initializer tokens ("cat", "dog", "painting", ...) are single tokens.

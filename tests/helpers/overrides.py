@@ -5,7 +5,7 @@ TINY_DIGITS = [
     "data.embedded.n_train=60", "data.embedded.n_val=40", "data.batch_size=16",
     "model.net.block_out_channels=[16,32]", "model.net.attention_levels=[false,true]",
     "model.net.norm_num_groups=8", "model.warmup_steps=2",
-    "scheduler.steps=50", "sampler.num_steps=4", "sampler.per_class=2", "sampler.process_frames=3",
+    "scheduler.steps=50", "sampler.num_steps=4", "task.per_class=2", "task.process_frames=3",
     "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
     "task.classifier.epochs=1", "task.classifier.min_val_acc=0", "logger=none",

@@ -1,0 +1,4 @@
+"""Schemas of task=faces: its task, data and model options."""
+from __future__ import annotations
+
+SCHEMAS: list = []
