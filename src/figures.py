@@ -8,9 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from src.images import make_grid, to_numpy_hwc  # noqa: E402
+from src.images import make_grid, read_numbered_pngs, save_png, to_numpy_hwc  # noqa: E402
 from src.runtime import atomic_write  # noqa: E402
 
 
@@ -108,3 +110,14 @@ def save_cases(images: Sequence, titles: Sequence[str], path: Path, *, title: st
         ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def save_folder_grids(folders: dict[str, Path], fig_dir: Path, nrow: int = 5) -> dict[str, Path]:
+    """One grid (`nrow` per row) of each folder's numbered PNGs as <fig_dir>/<name>.png; returns {name: path}."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, folder in folders.items():
+        images = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in read_numbered_pngs(folder)])
+        paths[name] = fig_dir / f"{name}.png"
+        save_png(make_grid(images, nrow=nrow), paths[name])
+    return paths

@@ -52,3 +52,9 @@ def fresh_dir(path: Path) -> Path:
 def to_numpy_hwc(img: Tensor) -> np.ndarray:
     """uint8 [C, H, W] -> numpy [H, W, C] for matplotlib."""
     return img.permute(1, 2, 0).numpy()
+
+
+def read_numbered_pngs(folder: Path) -> list[Image.Image]:
+    """The PNGs `<stem>_<i>.png` of `folder` as RGB images, in index order."""
+    files = sorted(Path(folder).glob("*.png"), key=lambda f: int(f.stem.rsplit("_", 1)[1]))
+    return [Image.open(f).convert("RGB") for f in files]

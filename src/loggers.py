@@ -21,6 +21,9 @@ def wandb_logger(output_dir: Path, *, run_name: str, job_type: str, config: dict
         run_name = f"{run_name}:{','.join(tags)}"[:128]  # job number and overrides, e.g. 3:sampler.eta=0.75
     logger = WandbLogger(project=project, name=run_name, save_dir=str(output_dir), mode=mode, group=group,
                          job_type=job_type, tags=tags or None)
+    # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a warning a user cannot act on
+    # ("The anonymous setting has no effect"); the run is created lazily, so dropping it here is enough.
+    logger._wandb_init.pop("anonymous", None)
     logger.log_hyperparams(config)
     return logger
 
@@ -70,3 +73,15 @@ def finish(logger: Any) -> None:
         import wandb
 
         wandb.finish()
+
+
+def log_table(logger: Any, key: str, columns: list[str], data: list[list], image_column: Optional[str] = None) -> None:
+    """A W&B table (other loggers keep the run's files only); the values of `image_column` are PNG paths."""
+    if logger is None or type(logger).__name__ != "WandbLogger":
+        return
+    import wandb
+
+    if image_column is not None:
+        i = columns.index(image_column)
+        data = [[*row[:i], wandb.Image(str(row[i])), *row[i + 1:]] for row in data]
+    logger.log_table(key=key, columns=columns, data=data)

@@ -38,7 +38,7 @@ def tiny_digits_cfg(tmp_path, cache_dir):
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """A random tiny CLIP (hidden 32, 32x32 images) with a BPE tokenizer trained offline, saved with
-    save_pretrained: load it with model.path."""
+    save_pretrained: load it with model.weights=<folder>."""
     from src.standins.random_clip import write_random_clip
 
     return write_random_clip(tmp_path_factory.mktemp("tiny-clip"))

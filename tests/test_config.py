@@ -6,12 +6,12 @@ from src.config import CONF_DIR, compose_config, validate
 from src.errors import ConfigError
 from src.tasks import TASKS, get_task
 
-GROUPS = ["task", "data", "model", "scheduler", "sampler", "guidance", "trainer", "logger", "prompt"]
+GROUPS = ["task", "data", "model", "scheduler", "sampler", "guidance", "trainer", "logger", "prompt", "judge"]
 
 
 # the task that selects each data and model option
 OWNER = {"data": {"digits": "digits", "face": "faces", "clip_zeroshot": "clip", "ti": "ti"},
-         "model": {"digits_unet": "digits", "face_unet": "faces", "face_unet_small": "faces", "face_diffusers": "faces",
+         "model": {"digits_unet": "digits", "face_unet": "faces", "face_diffusers": "faces",
                    "clip": "clip", "sd": "ti", "sd_tiny": "ti"}}
 
 
@@ -21,7 +21,7 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
-    extra = ["task.folder=/tmp"] if option == "evaluate" else []
+    extra = {"evaluate": ["task.folder=/tmp"], "face_diffusers": ["model.weights=/tmp"]}.get(option, [])
     # a group that task=digits does not select is composed with the task that does
     task = {"prompt": "task=clip", "data": None, "model": None}.get(group, "task=digits")
     base = [] if group == "task" else [task] if task else []

@@ -1,6 +1,6 @@
 """Images/s of task=clip's zero-shot pipeline against a plain transformers loop; prints a markdown table.
 
-    python experiments/benchmark/clip_speed.py [--images 256] [--batch 64] [--repeats 2] [--path <clip folder>]
+    python experiments/benchmark/clip_speed.py [--images 256] [--batch 64] [--repeats 2] [--weights <CLIP folder or Hub id>]
 
 Both classify the same embedded-digit val images (28x28 PNGs, upscaled to the model's 224x224) with the
 same model and batch size, from the files on disk to predicted labels:
@@ -8,7 +8,7 @@ same model and batch size, from the files on disk to predicted labels:
   normalise, multiply by the text classifier, argmax;
 - ours: task=clip's code: a DataLoader whose workers decode, resize and crop to uint8 and normalise per
   batch (a lookup table), `encode_images` under inference_mode, `zero_shot_logits`, argmax.
-With no --path/--name the model is a randomly initialised CLIP of ViT-B/32's shapes (CLIPConfig's
+With no --weights the model is a randomly initialised CLIP of ViT-B/32's shapes (CLIPConfig's
 defaults, 151M parameters): speed does not depend on the weights. Variants run alternately and the best
 of --repeats passes is kept, since other work on the machine slows single passes.
 """
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from src.data.clip_data import ImageSet, image_loader, read_embedded_digits
-from src.models.clip_zeroshot import (build_text_classifier, encode_images, load_clip, text_encoder,
-                                      zero_shot_logits)
+from src.models.clip import load_clip
+from src.models.clip_zeroshot import build_text_classifier, encode_images, text_encoder, zero_shot_logits
 from src.runtime import tune_allocator
 
 
@@ -113,13 +113,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--path", default=None, help="a CLIP folder saved with save_pretrained")
-    ap.add_argument("--name", default=None, help="a CLIP hub id in the local Hugging Face cache")
+    ap.add_argument("--weights", default=None, help="a CLIP folder saved with save_pretrained, else a Hub id in the "
+                    "local Hugging Face cache (as model.weights)")
     ap.add_argument("--cache-dir", default=os.environ.get("DIFFLAB_CACHE", str(Path.home() / ".cache/difflab")))
     args = ap.parse_args()
     tune_allocator()  # as src.run does
-    real = args.path or args.name
-    model, processor = load_clip(args.path, args.name) if real else random_vit_b32()
+    real = args.weights
+    model, processor = load_clip(real) if real else random_vit_b32()
     images, b = pick_images(Path(args.cache_dir), args.images), args.batch
     encode = text_encoder(model, processor.tokenizer, torch.device("cpu"))
     t_text, classifier = timed(lambda: build_text_classifier(encode, images.class_names, ["A photo of {}."]))

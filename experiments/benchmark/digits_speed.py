@@ -55,23 +55,25 @@ def sampling_rows(net, schedule, batch: int, steps: int) -> list[tuple[str, floa
 
 def training_rows(cfg, steps: int) -> list[tuple[str, float, float]]:
     import lightning.pytorch as pl
+    from hydra.utils import instantiate
     from torch.utils.data import DataLoader, TensorDataset
 
-    from src.tasks.digits import build_module
+    def build_module():
+        return instantiate(cfg.model)(schedule=instantiate(cfg.scheduler))
 
     b = cfg.data.batch_size
     data = TensorDataset(torch.rand(b * steps, 3, 28, 28) * 2 - 1, torch.randint(0, 10, (b * steps,)),
                          torch.randint(0, 2, (b * steps,)))
     loader = DataLoader(data, batch_size=b, shuffle=True, drop_last=True)
     torch.manual_seed(0)
-    module = build_module(cfg)
+    module = build_module()
     trainer = pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)
     t0 = time.perf_counter()
     trainer.fit(module, loader)
     lit = b * steps / (time.perf_counter() - t0)
     torch.manual_seed(0)
-    module = build_module(cfg)
+    module = build_module()
     opt = torch.optim.AdamW(module.net.parameters(), lr=cfg.model.lr)
     t0 = time.perf_counter()
     for batch in loader:

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from src.config import clip, digits, faces, schema, ti
 from src.errors import ConfigError
@@ -32,10 +33,39 @@ REMOVED_KEYS: dict[str, str] = {
     "sampler.batch_size": "task.sample_batch_size",
     "sampler.process_frames": "task.process_frames",
     "logger.name": "logger=<wandb|csv|none>",
+    # task=digits and task=evaluate: the judges of generated digits are a group of their own
+    "task.classifier.course_mnistm": "judge.mnistm_weights",
+    "task.classifier": "judge.* (judge.epochs, judge.batch_size, judge.lr, judge.min_val_acc)",
+    # task=clip and task=ti: one weights key per slot (a local path when it exists, else a Hub id)
+    "model.path": "model.weights",
+    "model.name": "model.weights",
+    "model.tiny": "model=sd_tiny (or model=sd model.weights=<...>)",
+    "model.batch_size": "task.batch_size",
+    "model.num_workers": "task.num_workers",
+    "ti.method": "ti=<textual_inversion|custom_diffusion>",
+    "ti.embeds": "task.weights",
+    "ti.clip_path": "scorer.weights",
+    "ti.steps": "trainer.max_steps",
+    "ti.train": "task.train",
+    "ti.concepts": "task.concepts",
+    "ti.templates": "task.templates",
+    "ti.initializer_tokens": "task.initializer_tokens",
+    "ti.checkpoint_every": "task.checkpoint_every",
+    "ti.images_per_prompt": "task.images_per_prompt",
+    "ti.batch_size": "task.batch_size",
+    "ti.num_inference_steps": "task.num_inference_steps",
+    "ti.guidance_scale": "task.guidance_scale",
+    "ti.multi_prompts": "task.multi_prompts",
+    # task=faces: a FaceUNet's weights (state dict or .ckpt) are told apart by content; the embedded face
+    # model's architecture and training live in the data option, its size comes from the noise files
+    "model.format": "model=<face_unet|face_diffusers>",
+    "model.train": "data.embedded.train",
 }
 REMOVED_OPTIONS: dict[str, str] = {
     "scheduler=ddpm": "scheduler=linear (the one schedule; DDIM's timesteps come from sampler=ddim)",
     "scheduler=ddim": "scheduler=linear (the one schedule; DDIM's timesteps come from sampler=ddim)",
+    "model=face_unet_small": "data.embedded.net / data.embedded.train / data.embedded.image_size (the embedded "
+                             "face model; model=face_unet loads it)",
 }
 
 # conf/hydra/launcher/submitit_{slurm,local}.yaml keep the plugin's names, so Hydra validates them against
@@ -120,7 +150,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("task.name is missing: every conf/task/*.yaml sets it")
     schema.check(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), "seed", cfg.seed, "an integer")
     schema.check(isinstance(cfg.skip_finished, bool), "skip_finished", cfg.skip_finished, "true or false")
-    obj = OmegaConf.to_object(cfg)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as err:  # a ??? that the command did not set (task.folder of task=evaluate)
+        raise ConfigError(f"{err.full_key}: no value; expected {err.full_key}=<value> on the command line") from None
     for key, value in obj.items():
         if is_dataclass(value) and hasattr(value, "check"):
             value.check(key)

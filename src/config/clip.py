@@ -1,10 +1,57 @@
-"""Schemas of task=clip: its prompt templates (data, model and task keys: to come)."""
+"""Schemas of task=clip: its task, data, model and prompt options (and the CLIP loader they share with the
+TI grader's scorer, src/config/ti.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional  # noqa: F401
+from typing import Optional
 
 from src.config.schema import check as _check
+
+# data.layout (src.data.clip_data.LAYOUTS, which imports torch): auto = the course layout if
+# <root>/id2label.json exists, else one folder per class
+LAYOUTS = ("auto", "course", "folders")
+
+
+@dataclass
+class EmbeddedDigitsConfig:
+    """The embedded digits whose val images task=clip classifies when data.root is null (same arguments as
+    task=digits, so the two share the cached folder)."""
+
+    seed: int = 0
+    n_train: int = 5000
+    n_val: int = 1000
+    domains: list = field(default_factory=lambda: ["mnistm", "svhn"])
+
+    def check(self, key: str) -> None:
+        _check(self.n_train >= 1, f"{key}.n_train", self.n_train, "an integer >= 1")
+        _check(self.n_val >= 1, f"{key}.n_val", self.n_val, "an integer >= 1")
+
+
+@dataclass
+class ClipDataConfig:
+    """Labelled images for zero-shot classification: the course layout, one folder per class, or (root null)
+    the embedded digits' val images."""
+
+    root: Optional[str] = None
+    layout: str = "auto"
+    embedded: EmbeddedDigitsConfig = field(default_factory=EmbeddedDigitsConfig)
+
+    def check(self, key: str) -> None:
+        _check(self.layout in LAYOUTS, f"{key}.layout", self.layout, f"one of {', '.join(LAYOUTS)}")
+        self.embedded.check(f"{key}.embedded")
+
+
+@dataclass
+class ClipConfig:
+    """A CLIPModel + CLIPProcessor: `weights` is a local folder (save_pretrained) when it exists, else a Hub
+    id looked up in the local Hugging Face cache only (nothing is downloaded)."""
+
+    _target_: str = "src.models.clip.load_clip"
+    _partial_: bool = True
+    weights: Optional[str] = "openai/clip-vit-base-patch32"
+
+    def check(self, key: str) -> None:
+        pass
 
 
 @dataclass
@@ -21,4 +68,28 @@ class PromptConfig:
                    "a string with one {} for the class name")
 
 
-SCHEMAS = [("prompt", "prompt_schema", PromptConfig)]
+@dataclass
+class ClipTaskConfig:
+    """task=clip: batched inference and the case figures."""
+
+    name: str = "clip"
+    main_metric: str = "top1"
+    # correct and incorrect cases shown in figures/correct.png and figures/incorrect.png
+    num_cases: int = 5
+    # images per forward (and prompts per text forward)
+    batch_size: int = 64
+    # DataLoader processes that decode, resize and normalise
+    num_workers: int = 0
+
+    def check(self, key: str) -> None:
+        _check(self.num_cases >= 0, f"{key}.num_cases", self.num_cases, "an integer >= 0")
+        _check(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, "an integer >= 1")
+        _check(self.num_workers >= 0, f"{key}.num_workers", self.num_workers, "an integer >= 0")
+
+
+SCHEMAS = [
+    ("task", "clip_schema", ClipTaskConfig),
+    ("data", "clip_zeroshot_schema", ClipDataConfig),
+    ("model", "clip_schema", ClipConfig),
+    ("prompt", "prompt_schema", PromptConfig),
+]

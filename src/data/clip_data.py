@@ -22,7 +22,7 @@ from src.errors import CheckpointError, ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 COURSE_LAYOUT = "<root>/id2label.json and <root>/val/{classid}_{n}.png"
-LAYOUTS = ("auto", "course", "folders")
+LAYOUTS = ("auto", "course", "folders")  # data.layout; the schema (src/config/clip.py) lists the same
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -136,6 +136,15 @@ def read_embedded_digits(cache_dir: Path, *, seed: int, n_train: int, n_val: int
             files.append(root / domain / "data" / name)
             labels.append(label)
     return ImageSet(root, tuple(files), tuple(labels), DIGIT_NAMES)
+
+
+def load_image_set(root: str | None, layout: str, *, cache_dir: str | Path, embedded: dict) -> ImageSet:
+    """data.root in the course layout or one folder per class; None: the embedded digits' val images
+    (`embedded`: seed, n_train, n_val, domains), generated once into cache_dir."""
+    if root is None:
+        return read_embedded_digits(Path(cache_dir), seed=embedded["seed"], n_train=embedded["n_train"],
+                                    n_val=embedded["n_val"], domains=list(embedded["domains"]))
+    return read_image_set(Path(root), layout)
 
 
 def open_rgb(path: Path) -> Image.Image:

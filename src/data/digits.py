@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from src.errors import ConfigError, DataError
+from src.data.resumable import ResumableLoader
+from src.errors import ConfigError, DataError, first_line
+from src.images import fresh_dir, replace_dir, save_png
 
 DOMAINS = ("mnistm", "svhn")
 IMAGE_SIZE = 28
@@ -50,7 +52,7 @@ def read_digit_image(path: Path) -> np.ndarray:
                 image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
             return np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable image ({e}); expected a PNG") from e
+        raise DataError(f"{path}: unreadable image ({first_line(e)}); expected a PNG") from e
 
 
 def load_digit_split(domain_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,3 +97,28 @@ class DigitsDataset(Dataset):
         """x float32 [3, 28, 28] in [-1, 1], the digit and the domain id (int64 scalars)."""
         x = self.images[index].float() / 127.5 - 1.0
         return x, self.digits[index], self.domain_ids[index]
+
+
+def digit_loaders(root: Path, *, domains: Sequence[str], batch_size: int, num_workers: int,
+                  seed: int) -> tuple[ResumableLoader, DataLoader]:
+    """Training batches (shuffled by a generator seeded with `seed`, resumable mid-epoch, last partial batch
+    dropped) and val batches in file order, of (x [B, 3, 28, 28], digit [B], domain [B])."""
+    train = DigitsDataset(root, "train", domains=domains)
+    val = DigitsDataset(root, "val", domains=domains)
+    kw = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0)
+    return (ResumableLoader(train, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed), **kw),
+            DataLoader(val, shuffle=False, **kw))
+
+
+def write_generated(images: torch.Tensor, domains: Sequence[str], folder: Path) -> Path:
+    """uint8 images [D, 10, K, C, H, W] -> the course's output layout <folder>/<domain>/<digit>_<k:03d>.png,
+    written beside it and swapped in whole."""
+    folder = Path(folder)
+    tmp = fresh_dir(folder.with_name(f".{folder.name}.tmp"))
+    for d, domain in enumerate(domains):
+        (tmp / domain).mkdir()
+        for digit in range(images.shape[1]):
+            for k in range(images.shape[2]):
+                save_png(images[d, digit, k], tmp / domain / f"{digit}_{k:03d}.png")
+    replace_dir(tmp, folder)
+    return folder

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import logging
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import matplotlib
@@ -23,10 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from src.cache import build_once
 from src.data.digits import DOMAINS, IMAGE_SIZE
 from src.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 # MNIST fits each digit in a 20x20 box centred in 28x28; the course's MNIST-M classifier expects it.
 DIGIT_BOX = 20
@@ -66,7 +61,7 @@ def _photos() -> tuple[np.ndarray, ...]:
 
 
 @functools.lru_cache(maxsize=2)
-def _digit_pool(split: str) -> tuple[np.ndarray, ...]:
+def digit_pool(split: str) -> tuple[np.ndarray, ...]:
     """load_digits images of one split, grouped by label: pool[k] is float32 [n_k, 8, 8] in [0, 1]."""
     from sklearn.datasets import load_digits
 
@@ -206,11 +201,11 @@ def svhn_image(label: int, rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- writing
 
 
-def _render(domain: str, split: str, label: int, rng: np.random.Generator) -> np.ndarray:
+def render_digit(domain: str, split: str, label: int, rng: np.random.Generator) -> np.ndarray:
     """One image of `label` for a domain and split: uint8 [28, 28, 3]."""
     if domain == "svhn":
         return svhn_image(label, rng)
-    sources = _digit_pool(split)[label]
+    sources = digit_pool(split)[label]
     return mnistm_image(sources[rng.integers(len(sources))], rng)
 
 
@@ -230,7 +225,7 @@ def _write_domain(domain_dir: Path, domain: str, seed: int, counts: dict[str, in
         rows = []
         for label in _balanced_labels(count, rng):
             name = f"{index:0{width}d}.png"
-            Image.fromarray(_render(domain, split, int(label), rng)).save(domain_dir / "data" / name)
+            Image.fromarray(render_digit(domain, split, int(label), rng)).save(domain_dir / "data" / name)
             rows.append((name, int(label)))
             index += 1
         with open(domain_dir / f"{split}.csv", "w", newline="") as f:
@@ -239,40 +234,35 @@ def _write_domain(domain_dir: Path, domain: str, seed: int, counts: dict[str, in
             writer.writerows(rows)
 
 
-def generate_digits(root: Path, *, seed: int = 0, n_train: int = 5000, n_val: int = 1000) -> Path:
-    """Write n_train + n_val images per domain to `root` in the course layout; returns `root`."""
-    # built in a temporary sibling folder and renamed into place: `root` exists only when complete
-    root = Path(root)
+def _build(root: Path, *, seed: int, n_train: int, n_val: int) -> Path:
+    """`root` if it exists, else every domain's images and CSVs built once into it (src.cache.build_once)."""
     for key, value in (("n_train", n_train), ("n_val", n_val)):
         if value < 1:
             raise ConfigError(f"{key}={value}: expected at least 1 image per split")
-    if root.exists():
-        raise DataError(f"{root}: already exists; delete it to generate the digits again")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
-    try:
+
+    def write(folder: Path) -> None:
         for domain in DOMAINS:
-            _write_domain(partial / domain, domain, seed, {"train": n_train, "val": n_val})
-        partial.chmod(0o755)  # mkdtemp makes it private
-        os.replace(partial, root)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return root
+            _write_domain(folder / domain, domain, seed, {"train": n_train, "val": n_val})
+
+    return build_once(root, write, what=f"embedded digits (seed {seed}, {n_train} train + {n_val} val per domain)")
 
 
-def ensure_embedded_digits(cache_dir: Path, *, seed: int = 0, n_train: int = 5000,
-                           n_val: int = 1000) -> Path:
-    """The embedded digits folder for these arguments under `cache_dir`, generated if absent."""
-    root = Path(cache_dir) / f"digits-v1-seed{seed}-train{n_train}-val{n_val}"
-    if root.exists():
-        return root
-    start = time.perf_counter()
-    try:
-        generate_digits(root, seed=seed, n_train=n_train, n_val=n_val)
-    except (DataError, OSError):
-        if root.exists():  # a concurrent process finished the same folder first
-            return root
-        raise
-    log.info("generated embedded digits in %s (%.1f s)", root, time.perf_counter() - start)
-    return root
+def generate_digits(root: Path, *, seed: int = 0, n_train: int = 5000, n_val: int = 1000) -> Path:
+    """Write n_train + n_val images per domain to the new folder `root` in the course layout; returns `root`."""
+    if Path(root).exists():
+        raise DataError(f"{root}: already exists; delete it to generate the digits again")
+    return _build(Path(root), seed=seed, n_train=n_train, n_val=n_val)
+
+
+def ensure_embedded_digits(cache_dir: Path, *, seed: int, n_train: int, n_val: int) -> Path:
+    """The embedded digits folder for these arguments under `cache_dir`, generated once."""
+    return _build(Path(cache_dir) / f"digits-v1-seed{seed}-train{n_train}-val{n_val}", seed=seed, n_train=n_train,
+                  n_val=n_val)
+
+
+def resolve_data_root(root: str | Path | None, cache_dir: str | Path, *, seed: int, n_train: int,
+                      n_val: int) -> Path:
+    """`root` (the course's <hw2_data>/digits) when given, else the embedded digits built once in cache_dir."""
+    if root is not None:
+        return Path(root).expanduser()
+    return ensure_embedded_digits(Path(cache_dir), seed=seed, n_train=n_train, n_val=n_val)

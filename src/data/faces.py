@@ -30,19 +30,32 @@ def noise_names(root: Path) -> list[str]:
     return names
 
 
-def load_noise(root: Path, shape: Sequence[int]) -> tuple[list[str], Tensor]:
-    """The noise files as float32 [N, C, H, W]; each file must hold one tensor of `shape` ([1, C, H, W])."""
+def face_folder(root: str | Path) -> Path:
+    """data.root as a folder of the course layout (checked file by file when read)."""
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.root={str(folder)!r}: no such folder; expected the course layout {LAYOUT}")
+    return folder
+
+
+def load_noise(root: Path, shape: Sequence[int] | None = None) -> tuple[list[str], Tensor]:
+    """The noise files as float32 [N, C, H, W]; each file must hold one float tensor of `shape`
+    ([1, C, H, W]); None: the first file's, so the noise files set the images' size."""
     names, out = noise_names(root), []
     for name in names:
         path = Path(root) / NOISE_DIR / f"{name}.pt"
         try:
             z = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+            want = f"of shape {list(shape)}" if shape is not None else "[1, C, H, W]"
             raise DataError(f"{path}: unreadable ({type(err).__name__}); expected a tensor saved with "
-                            f"torch.save of shape {list(shape)}") from err
-        if not isinstance(z, Tensor) or list(z.shape) != list(shape) or not z.is_floating_point():
+                            f"torch.save {want}") from err
+        if shape is None and isinstance(z, Tensor) and z.dim() == 4 and z.shape[0] == 1:
+            shape = list(z.shape)
+        if not isinstance(z, Tensor) or shape is None or list(z.shape) != list(shape) or not z.is_floating_point():
             found = f"shape {list(z.shape)} {z.dtype}" if isinstance(z, Tensor) else type(z).__name__
-            raise DataError(f"{path}: {found}; expected a float tensor of shape {list(shape)}")
+            want = f"of shape {list(shape)}" if shape is not None else "of shape [1, C, H, W]"
+            raise DataError(f"{path}: {found}; expected a float tensor {want}")
         out.append(z.float())
     return names, torch.cat(out)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from src.errors import DataError
+from src.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _KEYS = ("token_name", "prompt", "prompt_4_clip_eval", "baseline")
@@ -67,6 +68,44 @@ def load_concepts(root: str | Path) -> list[Concept]:
     if not isinstance(spec, dict) or not spec:
         raise DataError(f"{path}: expected an object of concept id -> entry")
     return [_concept(root, str(cid), entry, path) for cid, entry in spec.items()]
+
+
+def load_ti_concepts(root: Optional[str], *, cache_dir: str | Path, seed: int = 0, size: int = 128,
+                     wanted: Sequence = ()) -> list[Concept]:
+    """The concepts of <root>/input.json, or for None of the embedded default (built once into
+    <cache_dir>/ti/embedded_s<seed>_<size>); only the ids in `wanted` (task.concepts) unless it is empty."""
+    if root is None:
+        from src.cache import build_once
+
+        folder = build_once(Path(cache_dir) / "ti" / f"embedded_s{seed}_{size}",
+                            lambda tmp: write_embedded_ti(tmp, size=size, seed=seed), what="the embedded TI concepts")
+    else:
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data.root={str(folder)!r}: no such folder; expected <hw2_data>/textual_inversion")
+    concepts = load_concepts(folder)
+    wanted = [str(c) for c in wanted]
+    unknown = sorted(set(wanted) - {c.id for c in concepts})
+    if unknown:
+        raise ConfigError(f"task.concepts={wanted}: {unknown} not in input.json (ids {[c.id for c in concepts]})")
+    return [c for c in concepts if not wanted or c.id in wanted]
+
+
+def template_kind(templates: str, concept: Concept) -> str:
+    """`templates` (object | style), or for auto: style when the concept's prompts say 'style of', else object."""
+    if templates != "auto":
+        return templates
+    return "style" if any("style of" in p.lower() for p in concept.prompts) else "object"
+
+
+def initializer_tokens(concepts: list[Concept], kinds: list[str], tokens: Optional[Sequence]) -> list[str]:
+    """One initializer word per concept: `tokens` (task.initializer_tokens) if given, else input.json's
+    `initializer_token`, else "object" / "painting" by template kind."""
+    if tokens is not None:
+        if len(tokens) < len(concepts):
+            raise ConfigError(f"task.initializer_tokens={list(tokens)}: expected one token per concept")
+        return [str(t) for t in tokens[:len(concepts)]]
+    return [c.initializer or {"object": "object", "style": "painting"}[k] for c, k in zip(concepts, kinds)]
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:

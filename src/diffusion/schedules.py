@@ -34,5 +34,6 @@ class NoiseSchedule:
 
     def q_sample(self, x_0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (Ho et al. 2020, eq. 4); t: [B]."""
-        alpha_bar_t = self.alphas_cumprod.to(x_0.device)[t].to(x_0.dtype).view(-1, 1, 1, 1)
+        # cast before moving: float64 never reaches a device without it (MPS); the same values either way
+        alpha_bar_t = self.alphas_cumprod.to(device=x_0.device, dtype=x_0.dtype)[t].view(-1, 1, 1, 1)
         return alpha_bar_t.sqrt() * x_0 + (1.0 - alpha_bar_t).sqrt() * eps

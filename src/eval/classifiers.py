@@ -13,16 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.cache import build_once
 from src.errors import CheckpointError
-from src.runtime import atomic_write
 
 log = logging.getLogger(__name__)
 
 # Bump when DigitNet or the training recipe changes, so cached classifiers are retrained.
 RECIPE_VERSION = 2
-DEFAULT_EPOCHS = 10
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_LR = 3e-3
 
 
 def normalize_images(images: Tensor) -> Tensor:
@@ -99,10 +96,12 @@ def load_course_classifier(path: Path) -> LeNet:
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: not a LeNet state dict: missing keys {missing}, unexpected keys {unexpected}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: LeNet shapes do not match: {str(err).splitlines()[-1].strip()}") from err
+    wrong = [f"{k} {tuple(getattr(state[k], 'shape', ()))} (expected {tuple(v.shape)})"
+             for k, v in model.state_dict().items()
+             if not (isinstance(state[k], torch.Tensor) and state[k].shape == v.shape)]
+    if wrong:
+        raise CheckpointError(f"{path}: LeNet shapes do not match: {', '.join(wrong)}")
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -182,19 +181,17 @@ def _fit(model: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tens
     return val_acc
 
 
-def _cache_key(data_root: Path, epochs: int, batch_size: int, lr: float, seed: int) -> str:
-    settings = f"{data_root.resolve()}|v{RECIPE_VERSION}|e{epochs}|b{batch_size}|lr{lr}|s{seed}"
-    return hashlib.sha1(settings.encode()).hexdigest()[:12]
-
-
-def classifier_cache_dir(data_root: Path, cache_dir: Path, *, epochs: int = DEFAULT_EPOCHS,
-                         batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, seed: int = 0) -> Path:
-    """Folder `cache_dir/classifiers/<key>` holding `<domain>.pt` and `<domain>.json` for these settings."""
-    return Path(cache_dir) / "classifiers" / _cache_key(Path(data_root), epochs, batch_size, lr, seed)
+def classifier_cache_dir(data_root: Path, cache_dir: Path, domain: str, *, epochs: int, batch_size: int,
+                         lr: float, seed: int) -> Path:
+    """Folder `cache_dir/classifiers/<key>` holding `<domain>.pt` and `<domain>.json`, the key naming the data
+    (its path and split files), the recipe and these settings: other data or settings, another folder."""
+    settings = (f"{Path(data_root).resolve()}|v{RECIPE_VERSION}|e{epochs}|b{batch_size}|lr{lr}|s{seed}"
+                f"|{domain}|{_data_fingerprint(Path(data_root) / domain)}")
+    return Path(cache_dir) / "classifiers" / hashlib.sha1(settings.encode()).hexdigest()[:12]
 
 
 def _data_fingerprint(domain_dir: Path) -> str:
-    """Hash of the split files, so a cached classifier is retrained when the data at a path changes."""
+    """Hash of the split files, so that other data at the same path gets a classifier of its own."""
     digest = hashlib.sha1()
     for name in ("train.csv", "val.csv"):
         file = domain_dir / name
@@ -202,71 +199,70 @@ def _data_fingerprint(domain_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _load_cached(weights: Path, report: Path, fingerprint: str) -> tuple[nn.Module, float] | None:
-    """Return (model, val_acc) from the cache, or None when absent or trained on other data."""
-    if not (weights.is_file() and report.is_file()):
-        return None
-    try:
-        info = json.loads(report.read_text())
-    except ValueError:
-        log.warning("%s: unreadable report; retraining", report)
-        return None
-    if info.get("data_fingerprint") != fingerprint:
-        log.info("%s: data changed since it was trained; retraining", weights)
-        return None
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model = DigitNet()
-        model.load_state_dict(state, strict=True)
-    except Exception as err:
-        raise CheckpointError(f"{weights}: cached classifier cannot be loaded ({type(err).__name__}); "
-                              "expected a DigitNet state dict: delete the file to retrain") from err
-    return model.eval(), float(info["val_acc"])
-
-
-def load_or_train_classifiers(data_root: Path, cache_dir: Path, *, domains: tuple[str, ...] = ("mnistm", "svhn"),
-                              epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
-                              lr: float = DEFAULT_LR, seed: int = 0,
-                              min_val_acc: float = 0.98) -> dict[str, nn.Module]:
-    """One DigitNet per domain of a course-layout data root, trained once and cached under `cache_dir`."""
+def _train_into(folder: Path, data_root: Path, domain: str, *, epochs: int, batch_size: int, lr: float,
+                seed: int) -> None:
+    """Train one domain's DigitNet and write `<domain>.pt` and `<domain>.json` (its val accuracy) to folder."""
     from src.data.digits import load_digit_split  # imported here: only training needs the data loader
 
-    out_dir = classifier_cache_dir(data_root, cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    train = load_digit_split(Path(data_root) / domain, "train")
+    val = load_digit_split(Path(data_root) / domain, "val")
+    model, val_acc = train_classifier(train, val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    info = {"domain": domain, "val_acc": val_acc, "n_train": len(train[1]), "n_val": len(val[1]),
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "seconds": round(time.perf_counter() - start, 1),
+            "data_fingerprint": _data_fingerprint(Path(data_root) / domain),
+            "data_root": str(Path(data_root).resolve())}
+    torch.save(model.state_dict(), folder / f"{domain}.pt")
+    (folder / f"{domain}.json").write_text(json.dumps(info, indent=2))
+
+
+def _load_cached(folder: Path, domain: str) -> tuple[nn.Module, float]:
+    """(model, val_acc) of a finished cache folder."""
+    weights, report = folder / f"{domain}.pt", folder / f"{domain}.json"
+    try:
+        val_acc = float(json.loads(report.read_text())["val_acc"])
+        with torch.random.fork_rng(devices=[]):  # the init draws would shift the caller's global RNG
+            model = DigitNet()
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+    except Exception as err:  # a missing, truncated or edited file: torch and json raise several types
+        raise CheckpointError(f"{weights}: cached classifier cannot be loaded ({type(err).__name__}); expected a "
+                              f"DigitNet state dict and {report.name}: delete {folder} to retrain") from err
+    return model.eval(), val_acc
+
+
+def load_or_train_classifier(data_root: Path, cache_dir: Path, domain: str, *, epochs: int, batch_size: int,
+                             lr: float, seed: int) -> tuple[nn.Module, float]:
+    """A DigitNet for one domain of a course-layout data root and its val accuracy, trained once and cached."""
+    folder = classifier_cache_dir(data_root, cache_dir, domain, epochs=epochs, batch_size=batch_size, lr=lr,
+                                  seed=seed)
+    build_once(folder, lambda tmp: _train_into(tmp, data_root, domain, epochs=epochs, batch_size=batch_size,
+                                               lr=lr, seed=seed), what=f"{domain} classifier")
+    return _load_cached(folder, domain)
+
+
+def load_or_train_classifiers(data_root: Path, cache_dir: Path, *, domains: tuple[str, ...], epochs: int,
+                              batch_size: int, lr: float, seed: int, min_val_acc: float) -> dict[str, nn.Module]:
+    """One DigitNet per domain (load_or_train_classifier), warning about those below min_val_acc."""
     models: dict[str, nn.Module] = {}
     for domain in domains:
-        weights, report = out_dir / f"{domain}.pt", out_dir / f"{domain}.json"
-        fingerprint = _data_fingerprint(Path(data_root) / domain)
-        cached = _load_cached(weights, report, fingerprint)
-        if cached is None:
-            start = time.perf_counter()
-            train = load_digit_split(Path(data_root) / domain, "train")
-            val = load_digit_split(Path(data_root) / domain, "val")
-            model, val_acc = train_classifier(train, val, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-            info = {"domain": domain, "val_acc": val_acc, "n_train": len(train[1]), "n_val": len(val[1]),
-                    "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                    "seconds": round(time.perf_counter() - start, 1), "data_fingerprint": fingerprint,
-                    "data_root": str(Path(data_root).resolve())}
-            atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
-            atomic_write(report, lambda p: p.write_text(json.dumps(info, indent=2)))
-        else:
-            model, val_acc = cached
-        log.info("%s classifier: val acc %.4f (%s)", domain, val_acc, weights)
+        models[domain], val_acc = load_or_train_classifier(data_root, cache_dir, domain, epochs=epochs,
+                                                           batch_size=batch_size, lr=lr, seed=seed)
+        log.info("%s classifier: val acc %.4f", domain, val_acc)
         if val_acc < min_val_acc:
             log.warning("%s classifier: val acc %.4f is below %.4f; its scores of generated digits are less reliable",
                         domain, val_acc, min_val_acc)
-        models[domain] = model
     return models
 
 
-def cached_val_accuracies(data_root: Path, cache_dir: Path, *, domains: tuple[str, ...] = ("mnistm", "svhn"),
-                          epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
-                          lr: float = DEFAULT_LR, seed: int = 0) -> dict[str, float]:
+def cached_val_accuracies(data_root: Path, cache_dir: Path, *, domains: tuple[str, ...], epochs: int,
+                          batch_size: int, lr: float, seed: int) -> dict[str, float]:
     """Val accuracy of each cached classifier, as `{domain}/classifier_val_acc` metric keys."""
-    out_dir = classifier_cache_dir(data_root, cache_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     accs = {}
     for domain in domains:
-        report = out_dir / f"{domain}.json"
+        folder = classifier_cache_dir(data_root, cache_dir, domain, epochs=epochs, batch_size=batch_size, lr=lr,
+                                      seed=seed)
+        report = folder / f"{domain}.json"
         if report.is_file():
             accs[f"{domain}/classifier_val_acc"] = float(json.loads(report.read_text())["val_acc"])
     return accs

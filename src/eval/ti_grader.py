@@ -1,4 +1,5 @@
-"""The course's textual-inversion grader as pure functions on CLIP embeddings, plus the CLIP forward.
+"""The course's textual-inversion grader: pure functions on CLIP embeddings, the CLIP forward, and the scores of
+a run's image folders (per concept prompt and per multi-concept prompt).
 
 Per generated image: image score = 100 x cosine to each reference image of the concept, averaged; text score =
 CLIP's logits_per_image against `prompt_4_clip_eval` (logit_scale.exp() x cosine, 100 for ViT-B/32); total =
@@ -6,13 +7,20 @@ image + 2.5 x text. The 5 images with the best totals are averaged; a prompt pas
 its baseline [image_score, text_score]."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
-from src.errors import CheckpointError, ConfigError
+from src.data.ti_data import Concept
+from src.images import read_numbered_pngs
+from src.models.clip import load_clip
+
+log = logging.getLogger(__name__)
 
 TEXT_WEIGHT = 2.5
 TOP_K = 5
@@ -40,22 +48,10 @@ def grade_prompt(img: Tensor, txt: Tensor, baseline: tuple[float, float], *, top
 
 
 class ClipScorer:
-    """A CLIPModel + CLIPProcessor from a local folder (save_pretrained layout), offline."""
+    """CLIP image and text embeddings for the grader, from a loaded CLIPModel + CLIPProcessor."""
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        from transformers import CLIPModel, CLIPProcessor
-
-        path = Path(path).expanduser()
-        if not path.is_dir():
-            raise ConfigError(f"ti.clip_path={str(path)!r}: no such folder; expected a CLIP saved with "
-                              "save_pretrained (e.g. openai/clip-vit-base-patch32)")
-        try:
-            self.model = CLIPModel.from_pretrained(path, local_files_only=True).eval().to(device)
-            self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise CheckpointError(f"{path}: cannot load a CLIPModel and CLIPProcessor ({first})") from err
-        self.device = device
+    def __init__(self, model, processor, device: str | torch.device = "cpu"):
+        self.model, self.processor, self.device = model.eval().to(device), processor, device
         self.logit_scale = float(self.model.logit_scale.detach().exp())
 
     @torch.no_grad()
@@ -75,6 +71,17 @@ class ClipScorer:
                                                     attention_mask=tok["attention_mask"].to(self.device))).float().cpu()
 
 
+def load_scorer(weights: Optional[str], *, cache_dir: str | Path, device: str | torch.device = "cpu") -> ClipScorer:
+    """scorer=clip: the CLIP of `weights` (src.models.clip.load_clip: a local folder, else a cached Hub id), or
+    for None a random tiny CLIP stand-in built once into cache_dir (its scores mean nothing)."""
+    if weights is None:
+        from src.standins.random_clip import tiny_clip
+
+        log.warning("scorer.weights=null: scoring with a RANDOM tiny CLIP; the scores are meaningless")
+        weights = str(tiny_clip(cache_dir))
+    return ClipScorer(*load_clip(weights, key="scorer.weights"), device)
+
+
 def _pooled(out) -> Tensor:
     """transformers 5.x returns an output object from get_*_features (its pooler_output), older ones a tensor."""
     return out if isinstance(out, Tensor) else out.pooler_output
@@ -86,3 +93,55 @@ def grade_images(scorer: ClipScorer, generated: list, references: list, clip_pro
     gen = scorer.images(generated)
     return grade_prompt(image_scores(gen, scorer.images(references)),
                         text_scores(gen, scorer.texts([clip_prompt])[0], scorer.logit_scale), baseline)
+
+
+def _references(concept: Concept) -> list:
+    return [Image.open(p).convert("RGB") for p in concept.images]
+
+
+def grade_concepts(scorer: ClipScorer, concepts: list[Concept], samples: Path) -> tuple[dict, list]:
+    """The course's scores per prompt from <samples>/<c>/<p>/*.png: flat metrics c{c}/p{p}/<name>, pass_rate,
+    mean_image_score, mean_text_score, and table rows (name, prompt, scores)."""
+    metrics: dict[str, float] = {}
+    rows = []
+    for concept in concepts:
+        refs = _references(concept)
+        for p, (clip_prompt, baseline) in enumerate(zip(concept.clip_prompts, concept.baselines)):
+            scores = grade_images(scorer, read_numbered_pngs(samples / concept.id / str(p)), refs, clip_prompt,
+                                  baseline)
+            metrics.update({f"c{concept.id}/p{p}/{k}": v for k, v in scores.items()})
+            rows.append((f"c{concept.id}_p{p}", concept.prompts[p], scores))
+    passes = [r[2]["pass"] for r in rows]
+    metrics["pass_rate"] = sum(passes) / len(passes)
+    metrics["mean_image_score"] = sum(r[2]["image_score"] for r in rows) / len(rows)
+    metrics["mean_text_score"] = sum(r[2]["text_score"] for r in rows) / len(rows)
+    return metrics, rows
+
+
+def grade_multi(scorer: ClipScorer, prompts: list[tuple[int, str, list[Concept]]], folder: Path) -> tuple[dict, list]:
+    """Each multi-concept prompt's <folder>/<k>/*.png scored against each named concept's references (top 5 by
+    that concept's total), the CLIP prompt being the prompt with each token replaced by its concept's src_image."""
+    metrics: dict[str, float] = {}
+    rows = []
+    for k, prompt, named in prompts:
+        clip_prompt = prompt
+        for concept in named:
+            clip_prompt = clip_prompt.replace(concept.token, concept.src_image)
+        generated = read_numbered_pngs(folder / str(k))
+        for concept in named:
+            scores = grade_images(scorer, generated, _references(concept), clip_prompt, (0.0, 0.0))
+            for key in ("image_score", "text_score", "total"):
+                metrics[f"multi/p{k}/c{concept.id}/{key}"] = scores[key]
+            rows.append((f"multi_p{k}", f"{prompt} (vs concept {concept.id})", scores))
+        metrics[f"multi/p{k}/min_image_score"] = min(metrics[f"multi/p{k}/c{c.id}/image_score"] for c in named)
+    return metrics, rows
+
+
+TABLE_COLUMNS = ["name", "prompt", "image_score", "text_score", "total", "image_baseline", "text_baseline", "pass",
+                 "images"]
+
+
+def score_table(rows: list, figures: dict[str, Path]) -> list[list]:
+    """Rows of TABLE_COLUMNS: a prompt's scores and the path of its image grid (figures['samples/<name>'])."""
+    return [[name, prompt, *(s.get(k, float("nan")) for k in TABLE_COLUMNS[2:8]), figures[f"samples/{name}"]]
+            for name, prompt, s in rows]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from src.errors import ConfigError
 from src.images import fresh_dir, replace_dir
 from src.models.textual_inversion import TextualInversionModule
 
@@ -37,7 +38,10 @@ def install_custom_diffusion(unet) -> list[torch.nn.Parameter]:
 
 
 class CustomDiffusionModule(TextualInversionModule):
-    """Textual inversion of several tokens at once plus the cross-attention K/V projections (lr `kv_lr`)."""
+    """Textual inversion of several tokens at once plus the cross-attention K/V projections (lr `kv_lr`), all
+    concepts in one module (trains_jointly); the K/V weights are <folder>/custom_diffusion/<WEIGHT_NAME>."""
+
+    trains_jointly = True
 
     def __init__(self, pipe, tokens: list[str], initializers: list[str], *, num_vectors: int = 1,
                  lr: float = 5e-3, kv_lr: float = 1e-5):
@@ -51,6 +55,21 @@ class CustomDiffusionModule(TextualInversionModule):
     def configure_optimizers(self):
         return torch.optim.AdamW([{"params": [self.embedding.new_embeds], "lr": self.lr},
                                   {"params": self.kv_params, "lr": self.kv_lr}], weight_decay=self.weight_decay)
+
+    def save_weights(self, folder: Path, concept_ids: list[str]) -> None:
+        super().save_weights(folder, concept_ids)
+        save_custom_diffusion(self.unet, Path(folder) / "custom_diffusion")
+
+    @classmethod
+    def saved_in(cls, folder: Path, concept_ids: list[str]) -> bool:
+        return super().saved_in(folder, concept_ids) and (Path(folder) / "custom_diffusion" / WEIGHT_NAME).is_file()
+
+    @classmethod
+    def load_weights(cls, pipe, folder: Path, concept_ids: list[str], key: str = "task.weights") -> None:
+        super().load_weights(pipe, folder, concept_ids, key)
+        if not (Path(folder) / "custom_diffusion" / WEIGHT_NAME).is_file():
+            raise ConfigError(f"{key}={str(folder)!r}: no custom_diffusion/{WEIGHT_NAME} in it (ti=custom_diffusion)")
+        load_custom_diffusion(pipe, Path(folder) / "custom_diffusion")
 
 
 def save_custom_diffusion(unet, folder: str | Path) -> Path:

@@ -28,7 +28,6 @@ class DiffusionModule(pl.LightningModule):
         self.ema = EMA(net, ema_decay)
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.cond_drop_prob = cond_drop_prob
-        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
         # Min-SNR-gamma weighting (Hang et al. 2023, eq. 9, eps-prediction): w_t = min(SNR_t, gamma) / SNR_t
         # spends the gradient on the noisy steps that decide the digit's shape; None weighs all steps 1.
         snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)
@@ -40,8 +39,7 @@ class DiffusionModule(pl.LightningModule):
         b = x_0.shape[0]
         t = torch.randint(0, self.schedule.num_steps, (b,), device=x_0.device, generator=generator)
         eps = torch.randn(x_0.shape, device=x_0.device, generator=generator)
-        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x_0 + (1 - a).sqrt() * eps  # eq. 4
+        x_t = self.schedule.q_sample(x_0, t, eps)  # eq. 4
         if labels:
             cond = torch.stack(list(labels), dim=1)  # [B, 2] = (digit, domain)
             drop = torch.rand(b, device=x_0.device, generator=generator) < self.cond_drop_prob

@@ -6,30 +6,29 @@ from typing import Optional
 
 import torch
 
-from src.errors import CheckpointError, ConfigError
+from src.errors import CheckpointError, ConfigError, first_line
 
 SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors")
 
 
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:200] if lines else type(err).__name__
-
-
-def load_sd_pipeline(path: str | Path, *, original_config: Optional[str | Path] = None,
-                     config: Optional[str | Path] = None, dtype: torch.dtype = torch.float32,
-                     device: str | torch.device = "cpu"):
-    """A StableDiffusionPipeline (no safety checker) from `path`: a folder written by save_pretrained, or a
+def load_sd_pipeline(weights: str | Path, *, original_config: Optional[str | Path] = None,
+                     config: Optional[str | Path] = None, image_size: Optional[int] = None,
+                     dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """A StableDiffusionPipeline (no safety checker) from `weights`: a folder written by save_pretrained, or a
     single .ckpt/.safetensors file (e.g. the course's sd-v1-4.ckpt) read with `from_single_file` using the
     local `original_config` yaml (v1-inference.yaml) and, for the tokenizer and component configs, `config`
     (a local diffusers-layout folder; without it the Hugging Face cache must hold the model's configs).
+    `image_size`: the resolution to train and draw at (see pipeline_image_size); None keeps the model's.
     Missing or wrong paths raise a one-line ConfigError / CheckpointError."""
     from diffusers import StableDiffusionPipeline
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
-    path = Path(path).expanduser()
+    if weights is None:
+        raise ConfigError("model.weights=None: expected a diffusers folder (model_index.json) or a "
+                          f"{'/'.join(SINGLE_FILE_SUFFIXES)} checkpoint such as sd-v1-4.ckpt (or model=sd_tiny)")
+    path = Path(weights).expanduser()
     if not path.exists():
-        raise ConfigError(f"model.path={str(path)!r}: no such file or folder; expected a diffusers folder "
+        raise ConfigError(f"model.weights={str(path)!r}: no such file or folder; expected a diffusers folder "
                           f"(model_index.json) or a {'/'.join(SINGLE_FILE_SUFFIXES)} checkpoint")
     common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
     if path.is_dir():
@@ -38,10 +37,10 @@ def load_sd_pipeline(path: str | Path, *, original_config: Optional[str | Path] 
         try:
             pipe = StableDiffusionPipeline.from_pretrained(path, **common)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-            raise CheckpointError(f"{path}: cannot load a StableDiffusionPipeline ({_first_line(err)})") from err
+            raise CheckpointError(f"{path}: cannot load a StableDiffusionPipeline ({first_line(err)})") from err
     else:
         if path.suffix not in SINGLE_FILE_SUFFIXES:
-            raise ConfigError(f"model.path={str(path)!r}: expected a folder or a file ending in "
+            raise ConfigError(f"model.weights={str(path)!r}: expected a folder or a file ending in "
                               f"{' or '.join(SINGLE_FILE_SUFFIXES)}")
         extra = {}
         for key, value in (("original_config", original_config), ("config", config)):
@@ -54,9 +53,25 @@ def load_sd_pipeline(path: str | Path, *, original_config: Optional[str | Path] 
             pipe = StableDiffusionPipeline.from_single_file(str(path), **common, **extra)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as err:
             raise CheckpointError(f"{path}: cannot load as a single-file Stable Diffusion checkpoint "
-                                  f"({_first_line(err)}); expected model.config=<a local diffusers-layout folder with the "
-                                  "component configs and tokenizer>") from err
+                                  f"({first_line(err)}); expected model.config=<a local diffusers-layout folder with "
+                                  "the component configs and tokenizer>") from err
     if pipe.tokenizer.model_max_length > 10_000:  # a tokenizer built from scratch; SD needs CLIP's 77
         pipe.tokenizer.model_max_length = 77
     pipe.set_progress_bar_config(disable=True)
+    if image_size is not None:
+        set_image_size(pipe, image_size)
     return pipe.to(device)
+
+
+def set_image_size(pipe, image_size: int) -> None:
+    """Make `image_size` the pipeline's default resolution: diffusers draws at UNet sample_size x the VAE's
+    scale factor when no height/width is given."""
+    if image_size % pipe.vae_scale_factor:
+        raise ConfigError(f"model.image_size={image_size}: expected a multiple of the VAE's scale factor "
+                          f"{pipe.vae_scale_factor}")
+    pipe.unet.register_to_config(sample_size=image_size // pipe.vae_scale_factor)
+
+
+def pipeline_image_size(pipe) -> int:
+    """The resolution the pipeline trains and draws at: UNet sample_size x the VAE's scale factor (512 for SD v1)."""
+    return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor

@@ -12,6 +12,8 @@ from torch import Tensor, nn
 from src.errors import ConfigError
 from src.runtime import atomic_write
 
+EMBEDS_NAME = "learned_embeds.safetensors"  # <folder>/<concept id>/learned_embeds.safetensors
+
 # The templates of diffusers' textual_inversion example (after the paper's), `{}` = the placeholder.
 OBJECT_TEMPLATES = (
     "a photo of a {}", "a rendering of a {}", "a cropped photo of the {}", "the photo of a {}",
@@ -48,7 +50,7 @@ def add_placeholder_tokens(tokenizer, text_encoder: nn.Module, token: str, initi
     """Add `num_vectors` tokens named after `token` and set their embeddings to the initializer's; returns ids."""
     init_ids = tokenizer.encode(initializer, add_special_tokens=False)
     if len(init_ids) != 1:
-        raise ConfigError(f"ti.initializer_tokens: {initializer!r} is {len(init_ids)} tokens for this tokenizer; "
+        raise ConfigError(f"task.initializer_tokens: {initializer!r} is {len(init_ids)} tokens for this tokenizer; "
                           "expected a word that is a single token")
     names = vector_tokens(token, num_vectors)
     if tokenizer.add_tokens(names) != num_vectors:
@@ -91,7 +93,10 @@ class PlaceholderEmbedding(nn.Module):
 class TextualInversionModule(pl.LightningModule):
     """Fits the embeddings of one or more placeholder tokens (num_vectors rows each) on concept images.
 
-    Batches are (pixels [B, 3, H, W] in [-1, 1], prompts [B] with the placeholders already expanded)."""
+    Batches are (pixels [B, 3, H, W] in [-1, 1], prompts [B] with the placeholders already expanded). Each concept
+    trains apart (trains_jointly False); its learned weights are <folder>/<concept id>/learned_embeds.safetensors."""
+
+    trains_jointly = False
 
     def __init__(self, pipe, token: str | list[str], initializer: str | list[str], *, num_vectors: int = 1,
                  lr: float = 5e-3, weight_decay: float = 0.0):
@@ -152,6 +157,27 @@ class TextualInversionModule(pl.LightningModule):
             self.text_encoder.set_input_embeddings(self.embedding.merged())
         weight = self.text_encoder.get_input_embeddings().weight
         return {tok: weight[ids].detach().float().cpu().clone() for tok, ids in self.token_ids.items()}
+
+
+    def save_weights(self, folder: Path, concept_ids: list[str]) -> None:
+        """The learned embeddings, merged into the text encoder, as <folder>/<concept id>/learned_embeds.safetensors
+        (concept_ids in the order of the tokens given to the constructor)."""
+        for cid, (token, embeds) in zip(concept_ids, self.finish().items(), strict=True):
+            save_learned_embeds(token, embeds, Path(folder) / cid / EMBEDS_NAME)
+
+    @classmethod
+    def saved_in(cls, folder: Path, concept_ids: list[str]) -> bool:
+        """Whether `folder` holds the learned weights of every concept."""
+        return all((Path(folder) / cid / EMBEDS_NAME).is_file() for cid in concept_ids)
+
+    @classmethod
+    def load_weights(cls, pipe, folder: Path, concept_ids: list[str], key: str = "task.weights") -> None:
+        """Load each concept's embeddings into `pipe` with diffusers' load_textual_inversion."""
+        for cid in concept_ids:
+            path = Path(folder) / cid / EMBEDS_NAME
+            if not path.is_file():
+                raise ConfigError(f"{key}={str(folder)!r}: no {cid}/{EMBEDS_NAME} in it")
+            pipe.load_textual_inversion(str(path), local_files_only=True)
 
 
 def save_learned_embeds(token: str, embeds: Tensor, path: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """Randomly initialised CLIP folders in the save_pretrained layout, built offline: a BPE tokenizer trained
 with the `tokenizers` library, a CLIPModel from a config, a CLIPImageProcessor. For tests, speed
-benchmarks and smoke runs where no real CLIP weights are at hand (their accuracy is chance)."""
+benchmarks, smoke runs and the TI grader's default where no real CLIP weights are at hand (their accuracy is
+chance)."""
 from __future__ import annotations
 
 import json
@@ -74,3 +75,11 @@ def write_random_clip(folder: Path, *, size: str = "tiny", seed: int = 0) -> Pat
     model.save_pretrained(folder)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def tiny_clip(cache_dir: str | Path) -> Path:
+    """<cache_dir>/ti/clip_tiny: a random tiny CLIP folder (seed 0), built once (scorer=clip with weights null)."""
+    from src.cache import build_once
+
+    return build_once(Path(cache_dir) / "ti" / "clip_tiny", lambda tmp: write_random_clip(tmp, size="tiny", seed=0),
+                      what="a random tiny CLIP")

@@ -3,11 +3,14 @@ AutoencoderKL, CLIPTextModel + a CLIPTokenizer trained with `tokenizers`, a DDIM
 Its images are noise-like: it exists so that every code path of task=ti runs without SD v1.4's weights."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
-from src.standins.random_clip import train_tokenizer, write_random_clip
+from src.standins.random_clip import train_tokenizer
+
+log = logging.getLogger(__name__)
 
 # Words of the TI templates and the course's prompts, so that prompts tokenise into real subwords and the
 # initializer tokens ("cat", "dog", "painting", ...) are single tokens.
@@ -57,9 +60,16 @@ def write_tiny_sd(folder: str | Path, image_size: int = 64, seed: int = 0) -> Pa
     return folder
 
 
-def write_tiny_clip(folder: str | Path, seed: int = 0) -> Path:
-    """A tiny random CLIPModel + CLIPProcessor folder (the grader's CLIP in tests)."""
-    return write_random_clip(Path(folder), size="tiny", seed=seed)
+def load_tiny_sd(cache_dir: str | Path, *, image_size: int = 64):
+    """model=sd_tiny: the tiny SD for `image_size` images, built once into <cache_dir>/ti/sd_tiny_<size> and
+    loaded like any diffusers folder."""
+    from src.cache import build_once
+    from src.models.sd_pipeline import load_sd_pipeline
+
+    log.warning("model=sd_tiny: a RANDOM tiny Stable Diffusion built by the project, not SD v1.4")
+    folder = build_once(Path(cache_dir) / "ti" / f"sd_tiny_{image_size}",
+                        lambda tmp: write_tiny_sd(tmp, image_size=image_size), what="a random tiny Stable Diffusion")
+    return load_sd_pipeline(str(folder), image_size=image_size)
 
 
 # diffusers -> original (CompVis LDM) key names, the inverse of diffusers' single-file conversion, for any

@@ -4,112 +4,75 @@ interpolation figures of the report."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Sequence
 
-import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.data.faces import load_gt, load_noise, write_images
-from src.diffusion.interpolation import lerp, slerp
-from src.diffusion.schedules import NoiseSchedule
+from src.data.embedded_faces import embedded_face_folder
+from src.data.faces import face_folder, load_gt, load_noise, write_images
+from src.diffusion.batched import BatchedSampler
 from src.errors import ConfigError
-from src.figures import save_labelled_grid
+from src.eval.face_figures import save_eta_grid, save_interpolation
+from src.eval.face_scores import mse_metrics
 from src.images import to_uint8
-from src.loggers import build_logger, finish, log_images, log_metrics
-from src.runtime import task_device
-from src.tasks.face_embedded import resolve_face_root
-from src.tasks.face_model import FaceModel, load_face_model
+from src.tasks.context import TaskRun, task_run
 
 log = logging.getLogger(__name__)
 
 
-class FaceSampler:
-    """The configured DDIM from one model; every call re-seeds the variance noise with `seed`, so each
-    eta sees the same z at every step (and eta 0 needs none)."""
-
-    def __init__(self, model: FaceModel, sample, schedule: NoiseSchedule, batch_size: int, seed: int,
-                 device: torch.device) -> None:
-        self.net, self.sample, self.schedule = model.net.to(device), sample, schedule
-        self.batch_size, self.seed, self.device = batch_size, seed, device
-
-    def __call__(self, x_T: Tensor, eta: float) -> Tensor:
-        """x_T [N, C, H, W] -> x_0 [N, C, H, W] in [-1, 1] (CPU), in batches of sampler.batch_size."""
-        gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        out = []
-        for start in range(0, len(x_T), self.batch_size):
-            x = x_T[start:start + self.batch_size].to(self.device)
-            out.append(self.sample(lambda x_t, t, cond: self.net(x_t, t), x, self.schedule, eta=eta,
-                                   generator=gen).cpu())
-        return torch.cat(out)
-
-
-def mse_metrics(images: Tensor, gt: Tensor, names: Sequence[str]) -> dict[str, float]:
-    """Per-image MSE on uint8 pixels as float ([N, C, H, W] each) as `mse/<name>`, and their mean `mse`."""
-    per_image = (images.double() - gt.double()).pow(2).mean(dim=(1, 2, 3))  # [N]
-    return {**{f"mse/{n}": float(v) for n, v in zip(names, per_image)}, "mse": float(per_image.mean())}
+def build_face_folder(cfg: DictConfig, r: TaskRun) -> Path:
+    """data.root (the course's <hw2_data>/face) if given, else the embedded face folder, built once."""
+    if cfg.data.root is not None:
+        return face_folder(cfg.data.root)
+    e = cfg.data.embedded
+    return embedded_face_folder(
+        cfg.paths.cache_dir, seed=e.seed, n_noise=e.n_noise, gt_steps=e.gt_steps, image_size=e.image_size,
+        net=OmegaConf.to_container(e.net), train=OmegaConf.to_container(e.train),
+        schedule=instantiate(cfg.scheduler),
+        make_trainer=lambda **kw: r.trainer(log=False, stage="training the embedded face model", **kw))
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Face folder -> model -> DDIM per noise file -> NN.png, MSE, figures."""
-    start = time.perf_counter()
     s, task = cfg.sampler, cfg.task
     if not s._target_.endswith("ddim_sample"):
         raise ConfigError(f"sampler._target_={s._target_!r}: task=faces samples with DDIM; expected sampler=ddim")
-    if cfg.ckpt_path is not None:
-        raise ConfigError("ckpt_path: not used by task=faces; expected model.format=project model.weights=<.ckpt>")
-    if any(not 0.0 <= float(e) <= 1.0 for e in task.figure_etas):
-        raise ConfigError(f"task.figure_etas={list(task.figure_etas)}: expected values in [0, 1]")
-    out = Path(cfg.paths.output_dir)
-    root = resolve_face_root(cfg)
-    model = load_face_model(cfg, root)
-    names, noise = load_noise(root, (1, *model.image_shape))
-    gt = load_gt(root, names, model.image_shape) if task.score else None
-    log.info("%d noise files from %s; model %s", len(names), root, model.weights)
-    device = task_device(cfg.trainer)
-    sample = FaceSampler(model, instantiate(s), instantiate(cfg.scheduler), task.sample_batch_size, cfg.seed, device)
-    logger = build_logger(cfg, out, run_name=out.name, job_type=task.name)
-    metrics: dict[str, float] = {"sampler/eta": float(s.eta), "sampler/num_steps": float(s.num_steps),
-                                 "time/setup_s": time.perf_counter() - start}
-    t0 = time.perf_counter()
-    images = to_uint8(sample(noise, s.eta))
-    metrics["time/sample_s"] = time.perf_counter() - t0
-    write_images(out, names, images)
-    if gt is not None:
-        metrics.update(mse_metrics(images, gt, names))
-        log.info("eta %g: MSE %.3f against %s", s.eta, metrics["mse"], root / "GT")
-    if task.figures:
-        t0 = time.perf_counter()
-        figures = draw_figures(cfg, sample, noise, names, out / "figures")
-        metrics["time/figures_s"] = time.perf_counter() - t0
-        log_images(logger, figures)
-    metrics["time/total_s"] = time.perf_counter() - start
-    log_metrics(logger, metrics)
-    finish(logger)
-    return metrics
+    with task_run(cfg) as r:
+        with r.timed("setup"):
+            root = build_face_folder(cfg, r)
+            names, noise = load_noise(root)  # [N, C, H, W]: the noise files set the images' size
+            model = instantiate(cfg.model, _convert_="all")(root, noise.shape[1:])
+            gt = load_gt(root, names, model.image_shape) if task.score else None
+        log.info("%d noise files from %s; model %s, %s", len(names), root, model.weights, model.architecture)
+        sample = BatchedSampler(model.net, instantiate(s), instantiate(cfg.scheduler),
+                                batch_size=task.sample_batch_size, seed=cfg.seed, device=r.device)
+        r.metrics.update({"sampler/eta": float(s.eta), "sampler/num_steps": float(s.num_steps)})
+        with r.timed("sample"):
+            images = to_uint8(sample(noise, s.eta))
+        write_images(r.out, names, images)
+        if gt is not None:
+            r.metrics.update(mse_metrics(images, gt, names))
+            log.info("eta %g: MSE %.3f against %s", s.eta, r.metrics["mse"], root / "GT")
+        if task.figures:
+            with r.timed("figures"):
+                r.figures.update(draw_figures(cfg, sample, noise, names, r.out / "figures"))
+    return r.metrics
 
 
-def draw_figures(cfg: DictConfig, sample: FaceSampler, noise: Tensor, names: Sequence[str],
+def draw_figures(cfg: DictConfig, sample: BatchedSampler, noise: Tensor, names: list[str],
                  fig_dir: Path) -> dict[str, Path]:
-    """The eta grid (a row per eta, a column per noise file: the same x_T and variance noise z in every
-    row) and the interpolation figure (slerp and linear rows, a column per alpha, DDIM eta 0)."""
-    task, s = cfg.task, cfg.sampler
+    """The eta grid over the first task.grid_noises noise files; the interpolation from the first to the
+    second (when there are two)."""
+    task = cfg.task
     fig_dir.mkdir(parents=True, exist_ok=True)
+    how = f"DDIM {cfg.sampler.num_steps} steps"
     k = min(task.grid_noises, len(names))
-    how = f"DDIM {s.num_steps} steps"
-    rows = [to_uint8(sample(noise[:k], float(eta))) for eta in task.figure_etas]
-    figures = {"eta_grid": save_labelled_grid(
-        torch.stack(rows), fig_dir / "eta_grid.png", title=f"{how}: eta by noise file",
-        row_labels=[f"eta={float(e):g}" for e in task.figure_etas], col_labels=[f"{n}.pt" for n in names[:k]])}
+    figures = {"eta_grid": save_eta_grid(sample, noise[:k], names[:k], [float(e) for e in task.figure_etas],
+                                         fig_dir / "eta_grid.png", how=how)}
     if len(names) >= 2:
         alphas = [float(a) for a in task.interp_alphas]
-        z1, z2 = noise[0], noise[1]
-        x_T = torch.stack([f(z1, z2, a) for f in (slerp, lerp) for a in alphas])  # [2 * A, C, H, W]
-        images = to_uint8(sample(x_T, 0.0)).view(2, len(alphas), *x_T.shape[1:])
-        figures["interpolation"] = save_labelled_grid(
-            images, fig_dir / "interpolation.png", title=f"{how}, eta 0: {names[0]}.pt to {names[1]}.pt",
-            row_labels=["slerp", "linear"], col_labels=[f"α={a:.1f}" for a in alphas])
+        figures["interpolation"] = save_interpolation(sample, noise[0], noise[1], alphas, fig_dir / "interpolation.png",
+                                                      how=how, names=names[:2])
     return figures

@@ -92,6 +92,13 @@ def test_folder_layout_errors(tmp_path):
         read_image_set(tmp_path, "imagenet")
 
 
+def test_the_schema_checks_the_layouts_the_reader_knows():
+    from src.config.clip import LAYOUTS as SCHEMA_LAYOUTS
+    from src.data.clip_data import LAYOUTS
+
+    assert SCHEMA_LAYOUTS == LAYOUTS
+
+
 def test_hw2_data_root_points_to_its_clip_zeroshot(tmp_path, write_clip_course):
     write_clip_course(tmp_path / "clip_zeroshot", {"0": "apple"}, ["0_0.png"])
     with pytest.raises(DataError, match=r"expected data.root=.*clip_zeroshot"):

@@ -65,14 +65,14 @@ def test_loader_reads_generated_folder(root: Path) -> None:
 
 
 def test_train_and_val_digit_sources_are_disjoint() -> None:
-    train, val = embedded_digits._digit_pool("train"), embedded_digits._digit_pool("val")
+    train, val = embedded_digits.digit_pool("train"), embedded_digits.digit_pool("val")
     assert sum(map(len, val)) == embedded_digits.VAL_POOL
     assert sum(map(len, train)) + sum(map(len, val)) == 1797
     assert all(len(pool) > 0 for pool in train + val)
 
 
 def test_failure_midway_leaves_no_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    render, calls = embedded_digits._render, []
+    render, calls = embedded_digits.render_digit, []
 
     def failing_render(*args: object) -> np.ndarray:
         calls.append(1)
@@ -80,7 +80,7 @@ def test_failure_midway_leaves_no_root(tmp_path: Path, monkeypatch: pytest.Monke
             raise RuntimeError("interrupted")
         return render(*args)
 
-    monkeypatch.setattr(embedded_digits, "_render", failing_render)
+    monkeypatch.setattr(embedded_digits, "render_digit", failing_render)
     with pytest.raises(RuntimeError, match="interrupted"):
         generate_digits(tmp_path / "digits", n_train=N_TRAIN, n_val=N_VAL)
     assert list(tmp_path.iterdir()) == []  # neither root nor the partial sibling
@@ -95,11 +95,12 @@ def test_existing_root_and_bad_counts_are_refused(root: Path, tmp_path: Path) ->
 
 def test_ensure_generates_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger=embedded_digits.__name__):
+    with caplog.at_level(logging.INFO, logger="src.cache"):  # the one cache helper says what it built
         path = ensure_embedded_digits(tmp_path, seed=3, n_train=N_TRAIN, n_val=N_VAL)
     assert path == tmp_path / f"digits-v1-seed3-train{N_TRAIN}-val{N_VAL}"
     assert (path / "mnistm" / "val.csv").is_file()
-    assert len(caplog.records) == 1 and "generated" in caplog.records[0].getMessage()
+    built = [r.getMessage() for r in caplog.records if r.name == "src.cache"]
+    assert len(built) == 1 and "built embedded digits" in built[0]
 
     def fail(*args: object, **kwargs: object) -> Path:
         raise AssertionError("regenerated an existing folder")

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from src.data.ti_data import ConceptDataset, load_concepts, write_embedded_ti
-from src.errors import DataError
+from src.data.ti_data import (ConceptDataset, initializer_tokens, load_concepts, load_ti_concepts, template_kind,
+                              write_embedded_ti)
+from src.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,28 @@ def test_mismatched_prompt_counts_are_reported(tmp_path):
     (root / "input.json").write_text(json.dumps(spec))
     with pytest.raises(DataError, match="2 prompts, 2 prompt_4_clip_eval and 1 baselines"):
         load_concepts(root)
+
+
+def test_embedded_concepts_are_built_once_and_filtered(tmp_path):
+    concepts = load_ti_concepts(None, cache_dir=tmp_path, size=16, wanted=[1])
+    folder = tmp_path / "ti" / "embedded_s0_16"
+    assert [c.id for c in concepts] == ["1"] and concepts[0].images[0].parent == folder / "1"
+    stamp = (folder / "input.json").stat().st_mtime_ns
+    assert [c.id for c in load_ti_concepts(None, cache_dir=tmp_path, size=16)] == ["0", "1"]
+    assert (folder / "input.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    with pytest.raises(ConfigError, match=r"task.concepts=\['7'\]: \['7'\] not in input.json"):
+        load_ti_concepts(None, cache_dir=tmp_path, size=16, wanted=[7])
+    with pytest.raises(DataError, match="data.root=.*: no such folder"):
+        load_ti_concepts(str(tmp_path / "nope"), cache_dir=tmp_path)
+
+
+def test_template_kind_and_initializers(embedded):
+    cat, style = load_concepts(embedded)
+    assert [template_kind("auto", c) for c in (cat, style)] == ["object", "style"]
+    assert template_kind("object", style) == "object"
+    assert initializer_tokens([cat, style], ["object", "style"], None) == ["cat", "painting"]
+    cat.initializer = style.initializer = None
+    assert initializer_tokens([cat, style], ["object", "style"], None) == ["object", "painting"]
+    assert initializer_tokens([cat, style], ["object", "style"], ["dog", "art"]) == ["dog", "art"]
+    with pytest.raises(ConfigError, match="task.initializer_tokens=\\['dog'\\]: expected one token per concept"):
+        initializer_tokens([cat, style], ["object", "style"], ["dog"])

@@ -5,7 +5,7 @@ import torch
 from src.diffusion.samplers import ddim_sample
 from src.diffusion.schedules import NoiseSchedule
 from src.models.face_unet import FaceUNet
-from src.tasks.face_embedded import reference_ddim_sample
+from src.diffusion.reference import reference_ddim_sample
 
 
 @pytest.fixture(scope="module")

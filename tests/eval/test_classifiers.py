@@ -123,20 +123,21 @@ def test_load_or_train_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(classifiers, "train_classifier", counting_train)
+    kw = dict(domains=("mnistm", "svhn"), epochs=1, batch_size=20, lr=3e-3, seed=0)
     with caplog.at_level(logging.WARNING, logger="src.eval.classifiers"):
-        first = load_or_train_classifiers(data_root, cache, epochs=1, batch_size=20, min_val_acc=1.01)
+        first = load_or_train_classifiers(data_root, cache, **kw, min_val_acc=1.01)
     assert len(calls) == 2 and set(first) == {"mnistm", "svhn"}
     assert "svhn classifier: val acc" in caplog.text and "below 1.01" in caplog.text
     files = sorted(p.name for p in (cache / "classifiers").glob("*/*"))
     assert files == ["mnistm.json", "mnistm.pt", "svhn.json", "svhn.pt"]
 
-    second = load_or_train_classifiers(data_root, cache, epochs=1, batch_size=20)
+    second = load_or_train_classifiers(data_root, cache, **kw, min_val_acc=0.0)
     assert len(calls) == 2  # reused, not retrained
     assert all(torch.equal(a, b) for a, b in zip(first["svhn"].state_dict().values(),
                                                  second["svhn"].state_dict().values()))
-    accs = cached_val_accuracies(data_root, cache, epochs=1, batch_size=20)
+    accs = cached_val_accuracies(data_root, cache, **kw)
     report = json.loads(next((cache / "classifiers").glob("*/mnistm.json")).read_text())
     assert accs["mnistm/classifier_val_acc"] == report["val_acc"] and report["n_train"] == 40
 
-    load_or_train_classifiers(data_root, cache, domains=("svhn",), epochs=1, batch_size=20, seed=1)
+    load_or_train_classifiers(data_root, cache, **{**kw, "domains": ("svhn",), "seed": 1}, min_val_acc=0.0)
     assert len(calls) == 3  # other settings, other cache key

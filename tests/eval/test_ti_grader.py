@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from src.errors import CheckpointError, ConfigError
-from src.eval.ti_grader import ClipScorer, grade_images, grade_prompt, image_scores, text_scores
+from src.eval.ti_grader import grade_images, grade_prompt, image_scores, load_scorer, text_scores
 
 
 def _unit(angle_deg: float) -> torch.Tensor:
@@ -41,9 +41,9 @@ def test_top5_by_total_averaged_and_pass_needs_both_baselines():
 
 
 def test_grade_images_agrees_with_clip_logits_per_image(tmp_path):
-    from src.standins.tiny_sd import write_tiny_clip
+    from src.standins.random_clip import write_random_clip
 
-    scorer = ClipScorer(write_tiny_clip(tmp_path / "clip"))
+    scorer = load_scorer(str(write_random_clip(tmp_path / "clip")), cache_dir=tmp_path)
     rng = np.random.default_rng(0)
     ims = [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(6)]
     r = grade_images(scorer, ims, ims[:2], "a photo of a cat", (0, -1e9))
@@ -58,8 +58,15 @@ def test_grade_images_agrees_with_clip_logits_per_image(tmp_path):
 
 
 def test_bad_clip_paths_are_one_line_errors(tmp_path):
-    with pytest.raises(ConfigError, match="ti.clip_path"):
-        ClipScorer(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="scorer.weights="):
+        load_scorer(str(tmp_path / "missing"), cache_dir=tmp_path)
     with pytest.raises(CheckpointError, match="CLIPModel") as err:
-        ClipScorer(tmp_path)
+        load_scorer(str(tmp_path), cache_dir=tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_no_weights_scores_with_the_tiny_stand_in_built_once(tmp_path, caplog):
+    first = load_scorer(None, cache_dir=tmp_path)
+    assert "RANDOM tiny CLIP" in caplog.text and (tmp_path / "ti" / "clip_tiny" / "config.json").is_file()
+    again = load_scorer(None, cache_dir=tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))

@@ -8,7 +8,7 @@ TINY_DIGITS = [
     "scheduler.steps=50", "sampler.num_steps=4", "task.per_class=2", "task.process_frames=3",
     "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    "task.classifier.epochs=1", "task.classifier.min_val_acc=0", "logger=none",
+    "judge.epochs=1", "judge.min_val_acc=0", "logger=none",
 ]
 
 # task=faces sampling: 4 noise files, DDIM of 4 steps, 3 interpolation points ...
@@ -18,7 +18,8 @@ TINY_FACES_SAMPLING = [
 ]
 # ... from a two-level 16x16 FaceUNet trained 4 steps.
 TINY_FACES = [
-    *TINY_FACES_SAMPLING, "model.image_size=16", "model.net.channel=16", "model.net.channel_multiplier=[1,2]",
-    "model.net.attn_strides=[2]", "model.net.norm_groups=8", "model.train.steps=4",
-    "model.train.batch_size=16", "model.train.warmup_steps=2",
+    *TINY_FACES_SAMPLING, "data.embedded.image_size=16", "data.embedded.net.channel=16",
+    "data.embedded.net.channel_multiplier=[1,2]", "data.embedded.net.attn_strides=[2]",
+    "data.embedded.net.norm_groups=8", "data.embedded.train.steps=4", "data.embedded.train.batch_size=16",
+    "data.embedded.train.warmup_steps=2",
 ]

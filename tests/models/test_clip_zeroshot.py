@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from src.data.clip_data import ImageSet, image_loader, open_rgb
 from src.errors import CheckpointError, ConfigError
 from src.eval.zero_shot import classification_metrics, confusion_matrix, metric_names, topk_hits
-from src.models.clip_zeroshot import (average_templates, build_text_classifier, check_tokenizer, encode_images,
-                                      fill_templates, load_clip, text_encoder, zero_shot_logits)
+from src.models.clip import check_tokenizer, load_clip
+from src.models.clip_zeroshot import (average_templates, build_text_classifier, encode_images, fill_templates,
+                                      text_encoder, zero_shot_logits)
 from src.standins.random_clip import train_tokenizer
 
 
@@ -23,7 +24,7 @@ def one_line(err) -> str:
 
 def test_load_clip_from_a_save_pretrained_folder(tiny_clip):
     assert (tiny_clip / "bpe" / "vocab.json").is_file() and (tiny_clip / "bpe" / "merges.txt").is_file()
-    model, processor = load_clip(str(tiny_clip), None)
+    model, processor = load_clip(str(tiny_clip))
     tok = processor.tokenizer
     assert not model.training and len(tok) == model.config.text_config.vocab_size == 300
     assert tok.model_max_length == 77
@@ -33,28 +34,37 @@ def test_load_clip_from_a_save_pretrained_folder(tiny_clip):
     assert text.shape == (2, 16) and text.dtype == torch.float32
 
 
-def test_path_wins_over_name(tiny_clip):
-    model, _ = load_clip(str(tiny_clip), "openai/clip-vit-base-patch32")
+def test_a_local_folder_wins_over_the_hub_id_of_the_same_name(tiny_clip, tmp_path, monkeypatch):
+    (tmp_path / "openai").mkdir()
+    (tmp_path / "openai" / "clip-vit-base-patch32").symlink_to(tiny_clip)
+    monkeypatch.chdir(tmp_path)
+    model, _ = load_clip("openai/clip-vit-base-patch32")
     assert model.config.projection_dim == 16
 
 
-def test_neither_path_nor_name_says_what_to_pass():
+def test_no_weights_says_what_to_pass():
     with pytest.raises(ConfigError) as err:
-        load_clip(None, None)
-    assert "model.path=<folder saved with save_pretrained>" in one_line(err)
+        load_clip(None)
+    assert one_line(err).startswith("model.weights=None: expected a CLIP folder saved with save_pretrained or a Hub id")
 
 
 def test_uncached_hub_name_is_one_line_not_a_download():
     with pytest.raises(CheckpointError) as err:
-        load_clip(None, "difflab-tests/no-such-clip")
+        load_clip("difflab-tests/no-such-clip")
     msg = one_line(err)
-    assert msg.startswith("model.name='difflab-tests/no-such-clip': not in the local Hugging Face cache")
-    assert "model.path=<folder saved with save_pretrained>" in msg
+    assert msg.startswith("model.weights='difflab-tests/no-such-clip': not in the local Hugging Face cache")
+    assert "model.weights=<folder saved with save_pretrained>" in msg
+
+
+def test_a_missing_path_is_not_looked_up_on_the_hub(tmp_path):
+    with pytest.raises(ConfigError, match="no such folder") as err:
+        load_clip(str(tmp_path / "nope"), key="scorer.weights")
+    assert one_line(err).startswith(f"scorer.weights={str(tmp_path / 'nope')!r}")
 
 
 def test_folder_without_config_names_it(tmp_path):
     with pytest.raises(CheckpointError, match="no config.json") as err:
-        load_clip(str(tmp_path), None)
+        load_clip(str(tmp_path))
     assert str(tmp_path) in one_line(err)
 
 
@@ -69,7 +79,7 @@ def test_a_tokenizer_of_only_special_tokens_is_rejected(tiny_clip, tmp_path):
     model.save_pretrained(tmp_path)
     CLIPProcessor(image_processor=processor.image_processor, tokenizer=empty).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="tokenizer has 2 tokens") as err:
-        load_clip(str(tmp_path), None)
+        load_clip(str(tmp_path))
     one_line(err)
 
 
@@ -167,7 +177,7 @@ def test_batched_pipeline_equals_a_plain_transformers_loop(tiny_clip, tmp_path):
     import numpy as np
     from PIL import Image
 
-    model, processor = load_clip(str(tiny_clip), None)
+    model, processor = load_clip(str(tiny_clip))
     rng = np.random.default_rng(0)
     files = []
     for i, (h, w) in enumerate([(28, 28), (40, 30), (32, 50), (64, 64), (20, 33)]):
@@ -190,5 +200,5 @@ def test_weights_of_another_model_are_rejected_not_randomly_initialised(tiny_cli
                          vocab_size=300)).save_pretrained(tmp_path)
     CLIPProcessor.from_pretrained(tiny_clip).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="not a CLIP") as err:
-        load_clip(str(tmp_path), None)
+        load_clip(str(tmp_path))
     one_line(err)

@@ -5,9 +5,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from src.data.digits import digit_loaders
+from src.data.embedded_digits import resolve_data_root
 from src.runtime import seed_everything
-from src.tasks.digit_judging import resolve_data_root
-from src.tasks.digits import _loaders, build_module
 
 pytestmark = pytest.mark.slow
 
@@ -16,11 +16,13 @@ def _fit(cfg, out, ckpt_path=None):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     seed_everything(cfg.seed)
-    module = build_module(cfg)
+    module = instantiate(cfg.model)(schedule=instantiate(cfg.scheduler))
     every = ModelCheckpoint(dirpath=out, filename="{step}", every_n_train_steps=1, save_top_k=-1)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[every], default_root_dir=str(out),
                           enable_model_summary=False)
-    train, val = _loaders(cfg, resolve_data_root(cfg))
+    d = cfg.data
+    train, val = digit_loaders(resolve_data_root(d.root, cfg.paths.cache_dir, **d.embedded), domains=list(d.domains),
+                               batch_size=d.batch_size, num_workers=d.num_workers, seed=cfg.seed)
     trainer.fit(module, train, val, ckpt_path=ckpt_path)
     return module, len(train)
 

@@ -74,3 +74,31 @@ def test_strict_load_errors_are_one_line_with_a_few_keys(tmp_path):
     assert msg.startswith(f"{tmp_path / 'UNet.pt'}: missing keys time.1.weight, time.1.bias, time.3.weight, "
                           "... (5 in all); shape mismatches up1.resblocks.conv2.weight [1, 2, 3, 3] vs ")
     assert msg.endswith("expected FaceUNet(channel=16)") and "\n" not in msg
+
+
+@needs_fixture
+def test_the_course_model_is_recognised_by_the_fixtures_keys_and_shapes():
+    from src.models.face_loading import course_shapes, is_course_state
+
+    rows = [line.split("\t") for line in (FIXTURE / "keys.tsv").read_text().splitlines()[1:]]
+    shapes = course_shapes()  # built on the meta device: no 113M parameters in memory
+    assert list(shapes) == [r[1] for r in rows]
+    assert ["x".join(map(str, s)) for s in shapes.values()] == [r[2] for r in rows]
+    state = {r[1]: torch.empty(()).expand(*map(int, r[2].split("x"))) for r in rows}
+    assert is_course_state(state)
+    state["down1.weight"] = torch.empty(()).expand(64, 3, 3, 3)
+    assert not is_course_state(state)
+
+
+def test_a_unet_json_names_the_architecture_and_a_bad_one_is_one_line(tmp_path):
+    from src.models.face_loading import load_face_unet, write_architecture
+
+    args = dict(channel=16, channel_multiplier=[1, 2], n_res_blocks=1, attn_strides=[2], norm_groups=8)
+    torch.save(FaceUNet(**args).state_dict(), tmp_path / "UNet.pt")
+    write_architecture(tmp_path, args)
+    model = load_face_unet(tmp_path, (3, 16, 16))
+    assert model.image_shape == (3, 16, 16) and model.architecture.endswith(f"from {tmp_path / 'unet.json'}")
+    (tmp_path / "unet.json").write_text('{"channel": 16}')
+    with pytest.raises(CheckpointError) as err:
+        load_face_unet(tmp_path, (3, 16, 16))
+    assert str(err.value).startswith(f"{tmp_path / 'unet.json'}: expected") and "\n" not in str(err.value)

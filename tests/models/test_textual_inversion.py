@@ -79,7 +79,7 @@ def test_initializer_must_be_one_token_and_placeholder_new(sd_dir):
 
 
 def test_bad_pipeline_paths_are_one_line_errors(sd_dir, tmp_path):
-    with pytest.raises(ConfigError, match="no such file or folder") as err:
+    with pytest.raises(ConfigError, match="model.weights=.*: no such file or folder") as err:
         load_sd_pipeline(tmp_path / "missing")
     assert "\n" not in str(err.value)
     with pytest.raises(CheckpointError, match="model_index.json"):
@@ -149,3 +149,14 @@ def test_custom_diffusion_trains_only_tokens_and_cross_attention_kv_and_reloads(
     x, t = torch.randn(1, 4, 8, 8), torch.tensor([10])
     with torch.no_grad():
         assert torch.equal(pipe.unet(x, t, ours).sample, fresh.unet(x, t, theirs).sample)
+
+
+def test_image_size_sets_the_resolution_the_pipeline_draws_at(sd_dir):
+    from src.models.sd_pipeline import pipeline_image_size
+
+    assert pipeline_image_size(load_sd_pipeline(sd_dir)) == 32
+    pipe = load_sd_pipeline(sd_dir, image_size=64)
+    assert pipeline_image_size(pipe) == 64
+    assert pipe("a cat", num_inference_steps=1, output_type="np").images.shape == (1, 64, 64, 3)
+    with pytest.raises(ConfigError, match="model.image_size=30: expected a multiple"):
+        load_sd_pipeline(sd_dir, image_size=30)

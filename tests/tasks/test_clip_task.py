@@ -17,7 +17,7 @@ def course_root(tmp_path_factory, write_clip_course):
 
 
 def clip_cfg(tmp_path, cache_dir, *extra):
-    return compose_config(["task=clip", "logger=none", "model.num_workers=0", "model.batch_size=5",
+    return compose_config(["task=clip", "logger=none", "task.num_workers=0", "task.batch_size=5",
                            f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}", *extra])
 
 
@@ -27,7 +27,7 @@ def read_rows(path):
 
 
 def test_course_layout_run_writes_predictions_figures_and_metrics(tmp_path, cache_dir, tiny_clip, course_root):
-    cfg = clip_cfg(tmp_path, cache_dir, f"model.path={tiny_clip}", f"data.root={course_root}", "task.num_cases=3")
+    cfg = clip_cfg(tmp_path, cache_dir, f"model.weights={tiny_clip}", f"data.root={course_root}", "task.num_cases=3")
     metrics = run(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
@@ -51,7 +51,7 @@ def test_course_layout_run_writes_predictions_figures_and_metrics(tmp_path, cach
 
 def test_embedded_digits_with_the_prompt_ensemble(tmp_path, cache_dir, tiny_clip, tiny_overrides):
     embedded = [o for o in tiny_overrides if o.startswith("data.embedded.")]
-    cfg = clip_cfg(tmp_path, cache_dir, f"model.path={tiny_clip}", "prompt=ensemble", *embedded)
+    cfg = clip_cfg(tmp_path, cache_dir, f"model.weights={tiny_clip}", "prompt=ensemble", *embedded)
     assert cfg.data.root is None and len(cfg.prompt.templates) >= 10
     metrics = run(cfg)
     rows = read_rows(tmp_path / "predictions.csv")
@@ -63,10 +63,11 @@ def test_embedded_digits_with_the_prompt_ensemble(tmp_path, cache_dir, tiny_clip
 
 def test_task_picks_its_groups_and_user_overrides_win():
     cfg = compose_config(["task=clip", "paths.output_dir=/tmp/x"])
-    assert (cfg.task.main_metric, cfg.prompt.name, cfg.model.name) == ("top1", "single", "openai/clip-vit-base-patch32")
+    assert (cfg.task.main_metric, cfg.prompt.name) == ("top1", "single")
+    assert cfg.model.weights == "openai/clip-vit-base-patch32"
     assert list(cfg.prompt.templates) == ["A photo of {}."]
-    cfg = compose_config(["task=clip", "prompt=ensemble", "model.batch_size=8", "paths.output_dir=/tmp/x"])
-    assert cfg.prompt.name == "ensemble" and cfg.model.batch_size == 8
+    cfg = compose_config(["task=clip", "prompt=ensemble", "task.batch_size=8", "paths.output_dir=/tmp/x"])
+    assert cfg.prompt.name == "ensemble" and cfg.task.batch_size == 8
 
 
 def test_a_template_without_a_slot_is_a_config_error():
@@ -76,23 +77,49 @@ def test_a_template_without_a_slot_is_a_config_error():
 
 
 def test_missing_model_is_one_line_saying_what_to_pass(tmp_path, cache_dir, course_root):
-    cfg = clip_cfg(tmp_path, cache_dir, "model.name=difflab-tests/no-such-clip", f"data.root={course_root}")
-    with pytest.raises(CheckpointError, match=r"model.path=<folder saved with save_pretrained>") as err:
+    cfg = clip_cfg(tmp_path, cache_dir, "model.weights=difflab-tests/no-such-clip", f"data.root={course_root}")
+    with pytest.raises(CheckpointError, match=r"model.weights=<folder saved with save_pretrained>") as err:
         run(cfg)
     assert "\n" not in str(err.value)
-    cfg = clip_cfg(tmp_path, cache_dir, "model.name=null", f"data.root={course_root}")
-    with pytest.raises(ConfigError, match="model.path and model.name are both null"):
+    cfg = clip_cfg(tmp_path, cache_dir, "model.weights=null", f"data.root={course_root}")
+    with pytest.raises(ConfigError, match="model.weights=None: expected a CLIP folder saved with save_pretrained"):
         run(cfg)
+
+
+@pytest.mark.parametrize("override,replacement", [
+    ("model.path=/tmp/clip", "use model.weights"),
+    ("model.name=openai/clip-vit-base-patch32", "use model.weights"),
+    ("model.batch_size=8", "use task.batch_size"),
+    ("model.num_workers=2", "use task.num_workers"),
+])
+def test_removed_keys_name_their_replacement(override, replacement):
+    with pytest.raises(ConfigError, match=replacement) as err:
+        compose_config(["task=clip", override])
+    assert str(err.value).startswith(override) and "\n" not in str(err.value)
+
+
+def test_model_weights_and_scorer_weights_go_through_the_one_loader(tmp_path, cache_dir, course_root):
+    """A folder without config.json: the same one-line error from model=clip and from the TI grader's scorer."""
+    from src.eval.ti_grader import load_scorer
+
+    with pytest.raises(CheckpointError) as by_model:
+        run(clip_cfg(tmp_path, cache_dir, f"model.weights={tmp_path}", f"data.root={course_root}"))
+    with pytest.raises(CheckpointError) as by_scorer:
+        load_scorer(str(tmp_path), cache_dir=cache_dir)
+    assert str(by_model.value).startswith(f"model.weights={str(tmp_path)!r}: no config.json there")
+    assert str(by_scorer.value) == str(by_model.value).replace("model.weights=", "scorer.weights=", 1)
 
 
 def test_bad_task_value_names_the_key(tmp_path, cache_dir):
     with pytest.raises(ConfigError, match=r"task.num_cases=-1: expected an integer >= 0"):
         run(clip_cfg(tmp_path, cache_dir, "task.num_cases=-1"))
+    with pytest.raises(ConfigError, match=r"data.layout='flat': expected one of auto, course, folders"):
+        run(clip_cfg(tmp_path, cache_dir, "data.layout=flat"))
 
 
 def test_figures_go_to_wandb(tmp_path, cache_dir, tiny_clip, course_root, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = clip_cfg(tmp_path, cache_dir, f"model.path={tiny_clip}", f"data.root={course_root}", "logger=wandb")
+    cfg = clip_cfg(tmp_path, cache_dir, f"model.weights={tiny_clip}", f"data.root={course_root}", "logger=wandb")
     run(cfg)
     (wandb_run,) = (tmp_path / "wandb").glob("offline-run-*")
     images = wandb_run / "files" / "media" / "images"

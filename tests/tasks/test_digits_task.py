@@ -105,11 +105,13 @@ def test_training_resumes_from_the_run_directory(tiny_digits_cfg, tmp_path):
     assert state["global_step"] == 4 and int(state["state_dict"]["ema.num_updates"]) == 4
 
 
-def test_wandb_offline_run_is_written(tiny_digits_cfg, tmp_path):
-    with open_dict(tiny_digits_cfg):
-        tiny_digits_cfg.logger.name, tiny_digits_cfg.logger.mode = "wandb", "offline"
-        tiny_digits_cfg.logger.tags = ["guidance"]
-    run(tiny_digits_cfg)
+def test_wandb_offline_run_is_written(tmp_path, cache_dir, tiny_overrides):
+    from src.config import compose_config
+
+    overrides = [o for o in tiny_overrides if not o.startswith("logger=")]
+    cfg = compose_config(["task=digits", *overrides, "logger=wandb", "logger.mode=offline", "logger.tags=[guidance]",
+                          f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"])
+    run(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
@@ -143,3 +145,14 @@ def test_training_is_reproducible_for_a_seed(tmp_path, cache_dir, tiny_overrides
         a = sorted((tmp_path / "a" / "samples" / domain).iterdir())
         b = sorted((tmp_path / "b" / "samples" / domain).iterdir())
         assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_model_option_builds_the_module_around_the_schedule():
+    from hydra.utils import instantiate
+
+    from src.config import compose_config
+
+    cfg = compose_config(["task=digits", "scheduler.steps=50", "paths.output_dir=/tmp/x"])
+    module = instantiate(cfg.model)(schedule=instantiate(cfg.scheduler))
+    assert type(module).__name__ == "DiffusionModule" and type(module.net).__name__ == "ConditionalUNet"
+    assert module.schedule.num_steps == 50 and (module.lr, module.cond_drop_prob) == (2e-3, 0.1)

@@ -4,6 +4,7 @@ import pytest
 
 from src.config import compose_config
 from src.data.digits import load_digit_split
+from src.data.embedded_digits import resolve_data_root
 from src.errors import DataError
 from src.images import save_png
 from src.run import run
@@ -12,7 +13,7 @@ COURSE_CLASSIFIER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" 
 
 
 def evaluate_cfg(tmp_path, cache_dir, tiny_overrides, folder, *extra):
-    keep = [o for o in tiny_overrides if o.startswith(("data.", "task.classifier."))]
+    keep = [o for o in tiny_overrides if o.startswith(("data.", "judge."))]
     return compose_config(["task=evaluate", f"task.folder={folder}", *keep, f"paths.cache_dir={cache_dir}",
                            f"paths.output_dir={tmp_path / 'out'}", *extra])
 
@@ -30,11 +31,9 @@ def write_real_as_generated(data_root: Path, folder: Path, per_digit: int = 2) -
 def test_evaluate_scores_a_folder_with_the_course_mnistm_classifier(tmp_path, cache_dir, tiny_overrides):
     if not COURSE_CLASSIFIER.is_file():
         pytest.skip(f"course fixture not present: {COURSE_CLASSIFIER}")
-    from src.tasks.digit_judging import resolve_data_root
-
     folder = tmp_path / "generated"
-    cfg = evaluate_cfg(tmp_path, cache_dir, tiny_overrides, folder, f"task.classifier.course_mnistm={COURSE_CLASSIFIER}")
-    write_real_as_generated(resolve_data_root(cfg), folder)
+    cfg = evaluate_cfg(tmp_path, cache_dir, tiny_overrides, folder, f"judge.mnistm_weights={COURSE_CLASSIFIER}")
+    write_real_as_generated(resolve_data_root(cfg.data.root, cache_dir, **cfg.data.embedded), folder)
     metrics = run(cfg)
     assert metrics["mnistm/n"] == 20 and metrics["svhn/n"] == 20
     assert metrics["mean_acc"] == pytest.approx((metrics["mnistm/acc"] + metrics["svhn/acc"]) / 2)
@@ -47,3 +46,44 @@ def test_evaluate_missing_folder_names_it(tmp_path, cache_dir, tiny_overrides):
     cfg = evaluate_cfg(tmp_path, cache_dir, tiny_overrides, tmp_path / "nowhere")
     with pytest.raises(DataError, match="task.folder=.*nowhere.*no such folder"):
         run(cfg)
+
+
+@pytest.mark.parametrize("task", [["task=digits"], ["task=evaluate", "task.folder=/tmp"]])
+def test_both_digit_tasks_select_the_judge_group(task):
+    from hydra.utils import instantiate
+
+    from src.config import validate
+
+    cfg = compose_config([*task, "judge=digit_classifiers", "judge.epochs=3", "judge.mnistm_weights=/c/Classifier.pth",
+                          "paths.output_dir=/tmp/x"])
+    validate(cfg)
+    assert (cfg.judge.epochs, cfg.judge.mnistm_weights) == (3, "/c/Classifier.pth") and "classifier" not in cfg.task
+    assert instantiate(cfg.judge).func.__name__ == "load_judges"  # data root, cache, domains, seed at run time
+
+
+@pytest.mark.parametrize("override,replacement", [
+    ("task.classifier.epochs=3", "use judge.*"),
+    ("task.classifier.course_mnistm=/c/Classifier.pth", "use judge.mnistm_weights"),
+])
+def test_removed_classifier_keys_name_the_judge_keys(override, replacement):
+    from src.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=replacement.replace("*", r"\*")) as err:
+        compose_config(["task=evaluate", "task.folder=/tmp", override])
+    assert str(err.value).startswith(override) and "\n" not in str(err.value)
+
+
+def test_bad_judge_value_names_the_key():
+    from src.config import validate
+    from src.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^judge.min_val_acc=1.5: expected a value in \[0, 1\]$"):
+        validate(compose_config(["task=digits", "judge.min_val_acc=1.5", "paths.output_dir=/tmp/x"]))
+
+
+def test_evaluate_without_a_folder_is_a_one_line_error():
+    from src.config import validate
+    from src.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^task.folder: no value; expected task.folder=<value>"):
+        validate(compose_config(["task=evaluate", "paths.output_dir=/tmp/x"]))

@@ -74,8 +74,8 @@ def test_gt_pixels_equal_the_outputs_at_eta_0_and_mse_grows_with_eta(first_run, 
 
 def test_the_projects_checkpoint_gives_the_images_of_its_unet_pt(first_run, tmp_path):
     cache, out, face, _ = first_run
-    metrics = run(tiny_cfg(cache, tmp_path, "model.format=project", f"model.weights={face.parent / 'model.ckpt'}",
-                           "task.figures=false"))
+    # a Lightning .ckpt is told apart from a state dict by content; its architecture from the face folder
+    metrics = run(tiny_cfg(cache, tmp_path, f"model.weights={face.parent / 'model.ckpt'}", "task.figures=false"))
     assert metrics["mse"] < 0.5
     assert (tmp_path / "03.png").read_bytes() == (out / "03.png").read_bytes()
 
@@ -129,11 +129,75 @@ def test_unet_with_missing_and_unexpected_keys_is_one_line(first_run, tmp_path):
 
 def test_course_model_on_small_weights_names_the_option(first_run, tmp_path):
     root = course_copy(first_run[2], tmp_path)
-    cfg = compose_config(["task=faces", "model=face_unet", f"data.root={root}", "logger=none",
+    # model.net={} names the course's architecture (FaceUNet's defaults) whatever the folder says
+    cfg = compose_config(["task=faces", "model.net={}", f"data.root={root}", "logger=none",
                           f"paths.cache_dir={first_run[0]}", f"paths.output_dir={tmp_path / 'run'}"])
     with pytest.raises(CheckpointError, match=r"UNet.pt: missing keys .*; unexpected keys .*; shape mismatches "
                        r".*; expected the state dict of FaceUNet\(in_channel=3, channel=128, "):
         run(cfg)
+
+
+def test_a_folder_without_unet_json_and_not_the_courses_names_the_option(first_run, tmp_path):
+    root = course_copy(first_run[2], tmp_path)
+    (root / "unet.json").unlink()
+    with pytest.raises(CheckpointError) as err:
+        run(tiny_cfg(first_run[0], tmp_path / "run", f"data.root={root}"))
+    msg = str(err.value)
+    assert msg.startswith(f"{root / 'UNet.pt'}: not the course's UNet (its keys or shapes differ) and no unet.json "
+                          "beside it names its architecture; pass model.net={")
+    assert "model=face_diffusers" in msg and "\n" not in msg
+    # an explicit model.net still works
+    net = json.loads((first_run[2] / "unet.json").read_text())["arguments"]
+    given = "{" + ",".join(f"{k}:{v}".replace(" ", "") for k, v in net.items()) + "}"
+    metrics = run(tiny_cfg(first_run[0], tmp_path / "run", f"data.root={root}", f"model.net={given}",
+                           "task.figures=false"))
+    assert metrics["mse"] < 0.5
+
+
+def course_shaped_folder(root: Path, size: int, count: int = 2) -> Path:
+    """A course face folder without unet.json: a UNet.pt of the course's keys and shapes (constant weights
+    stored as expanded views, a few bytes each) and `count` noise files of size x size."""
+    from src.models.face_unet import FaceUNet
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in FaceUNet().state_dict().items()}
+    (root / "noise").mkdir(parents=True)
+    torch.save({k: torch.full((), 0.01).expand(s) for k, s in shapes.items()}, root / "UNet.pt")
+    for i in range(count):
+        torch.save(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i)),
+                   root / "noise" / f"{i:02d}.pt")
+    return root
+
+
+def test_a_course_folder_alone_is_the_course_model_at_the_noise_size(tmp_path):
+    root = course_shaped_folder(tmp_path / "face", 32)
+    assert (root / "UNet.pt").stat().st_size < 1_000_000
+    cfg = compose_config(["task=faces", f"data.root={root}", "logger=none", "sampler.num_steps=2",
+                          "task.score=false", "task.figures=false", f"paths.cache_dir={tmp_path / 'cache'}",
+                          f"paths.output_dir={tmp_path / 'run'}"])
+    run(cfg)
+    assert Image.open(tmp_path / "run" / "01.png").size == (32, 32)
+    assert not (tmp_path / "cache").exists()  # nothing embedded was built
+
+
+def test_a_course_model_needs_noise_of_a_size_it_can_halve_five_times(tmp_path):
+    root = course_shaped_folder(tmp_path / "face", 16, count=1)
+    cfg = compose_config(["task=faces", f"data.root={root}", "logger=none", "task.score=false",
+                          f"paths.cache_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(DataError, match=r"noise of shape \[3, 16, 16\]; expected 3 channels and a height and width "
+                       r"divisible by 32 for FaceUNet\(in_channel=3, channel=128, .*\) from the course's keys"):
+        run(cfg)
+
+
+@pytest.mark.parametrize("override,replacement", [
+    ("model.format=project", "use model=<face_unet|face_diffusers>"),
+    ("model=face_unet_small", "use data.embedded.net / data.embedded.train"),
+    ("model.train.steps=10", "use data.embedded.train"),
+])
+def test_removed_face_keys_name_their_replacement(override, replacement):
+    with pytest.raises(ConfigError, match=replacement) as err:
+        compose_config(["task=faces", override])
+    assert str(err.value).startswith(override) and "\n" not in str(err.value)
 
 
 def test_diffusers_folder_and_course_noise_without_gt(tmp_path):
@@ -188,7 +252,7 @@ def test_figures_and_metrics_go_to_an_offline_wandb_run(first_run, tmp_path):
 
 
 def test_mse_is_on_uint8_pixels_per_image_and_mean():
-    from src.tasks.faces import mse_metrics
+    from src.eval.face_scores import mse_metrics
 
     images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
     gt = torch.stack([torch.full((3, 4, 4), 2, dtype=torch.uint8), torch.full((3, 4, 4), 255, dtype=torch.uint8)])

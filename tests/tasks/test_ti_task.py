@@ -2,14 +2,16 @@
 import json
 
 import pytest
+from hydra.utils import instantiate
 
 from src.config import compose_config, validate
-from src.errors import ConfigError
+from src.errors import CheckpointError, ConfigError
 from src.run import run
 
 pytestmark = pytest.mark.slow
 
-TINY_TI = ["task=ti", "ti.steps=4", "ti.checkpoint_every=2", "ti.num_inference_steps=2", "ti.batch_size=25",
+TINY_TI = ["task=ti", "trainer.max_steps=4", "task.checkpoint_every=2", "task.num_inference_steps=2",
+           "task.batch_size=25",
            "data.embedded.size=32", "data.repeats=2", "trainer.enable_progress_bar=false", "logger=none"]
 
 
@@ -21,9 +23,10 @@ def ti_cfg(tmp_path, cache_dir):
 def test_defaults_are_the_courses():
     cfg = compose_config(["task=ti", "paths.output_dir=/tmp/x"])
     validate(cfg)
-    assert cfg.ti.images_per_prompt == 25 and cfg.trainer.max_steps == cfg.ti.steps
-    assert cfg.model.tiny and cfg.model.path is None
-    gpu = compose_config(["task=ti", "trainer=gpu", "ti.steps=7", "paths.output_dir=/tmp/x"])
+    assert cfg.task.images_per_prompt == 25 and cfg.trainer.max_steps == 2000
+    assert cfg.model._target_ == "src.standins.tiny_sd.load_tiny_sd" and cfg.scorer.weights is None
+    assert cfg.ti._target_ == "src.models.textual_inversion.TextualInversionModule"
+    gpu = compose_config(["task=ti", "trainer=gpu", "trainer.max_steps=7", "paths.output_dir=/tmp/x"])
     assert gpu.trainer.precision == "bf16-mixed" and gpu.trainer.max_steps == 7  # fp32 master weights
 
 
@@ -53,8 +56,9 @@ def test_ti_run_writes_25_images_per_prompt_in_the_course_layout(ti_cfg, tmp_pat
 def test_embeddings_of_a_run_are_reloaded_instead_of_trained(ti_cfg, tmp_path):
     run(ti_cfg)
     first = (tmp_path / "run" / "samples" / "0" / "1" / "source0_prompt1_3.png").read_bytes()
-    again = compose_config([*TINY_TI, f"paths.cache_dir={ti_cfg.paths.cache_dir}", "ti.train=false",
-                            f"ti.embeds={tmp_path / 'run' / 'embeddings'}", f"paths.output_dir={tmp_path / 'again'}"])
+    again = compose_config([*TINY_TI, f"paths.cache_dir={ti_cfg.paths.cache_dir}", "task.train=false",
+                            f"task.weights={tmp_path / 'run' / 'embeddings'}",
+                            f"paths.output_dir={tmp_path / 'again'}"])
     metrics = run(again)
     assert "c0/train/steps" not in metrics
     assert (tmp_path / "again" / "samples" / "0" / "1" / "source0_prompt1_3.png").read_bytes() == first
@@ -62,31 +66,65 @@ def test_embeddings_of_a_run_are_reloaded_instead_of_trained(ti_cfg, tmp_path):
 
 def test_bad_model_and_concept_values_are_one_line_errors(tmp_path, cache_dir):
     base = [*TINY_TI, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"]
-    with pytest.raises(ConfigError, match="model.path="):
-        run(compose_config([*base, f"model.path={tmp_path / 'nope'}"]))
-    with pytest.raises(ConfigError, match="model.path=None"):
+    with pytest.raises(ConfigError, match="model.weights="):
+        run(compose_config([*base, "model=sd", f"model.weights={tmp_path / 'nope'}"]))
+    with pytest.raises(ConfigError, match="model.weights=None"):
         run(compose_config([*base, "model=sd"]))
-    with pytest.raises(ConfigError, match=r"ti.concepts=\['7'\]"):
-        run(compose_config([*base, "ti.concepts=[7]"]))
-    with pytest.raises(ConfigError, match="ti.method='dreambooth'"):
-        run(compose_config([*base, "ti.method=dreambooth"]))
+    with pytest.raises(ConfigError, match=r"task.concepts=\['7'\]"):
+        run(compose_config([*base, "task.concepts=[7]"]))
+    with pytest.raises(ConfigError, match="task.train=false needs task.weights"):
+        run(compose_config([*base, "task.train=false"]))
+    with pytest.raises(ConfigError, match=r"ti.method=dreambooth: ti.method was removed; use ti=<textual_inversion"):
+        compose_config([*base, "ti.method=dreambooth"])
+
+
+@pytest.mark.parametrize("override,replacement", [
+    ("ti.method=custom_diffusion", "use ti=<textual_inversion|custom_diffusion>"),
+    ("ti.embeds=/tmp/emb", "use task.weights"),
+    ("ti.clip_path=/tmp/clip", "use scorer.weights"),
+    ("ti.steps=10", "use trainer.max_steps"),
+    ("ti.train=false", "use task.train"),
+    ("ti.images_per_prompt=5", "use task.images_per_prompt"),
+    ("ti.multi_prompts=[]", "use task.multi_prompts"),
+    ("model.path=/tmp/sd.ckpt", "use model.weights"),
+    ("model.tiny=true", "use model=sd_tiny"),
+])
+def test_removed_keys_name_their_replacement(override, replacement):
+    with pytest.raises(ConfigError, match=replacement) as err:
+        compose_config(["task=ti", override])
+    assert str(err.value).startswith(override) and "\n" not in str(err.value)
+
+
+def test_scorer_weights_load_a_clip_folder_with_the_zero_shot_loader(tmp_path, cache_dir, tiny_clip):
+    from src.eval.ti_grader import load_scorer
+    from src.models.clip import load_clip
+
+    cfg = compose_config(["task=ti", f"scorer.weights={tiny_clip}", f"paths.cache_dir={cache_dir}",
+                          "paths.output_dir=/tmp/x"])
+    scorer = instantiate(cfg.scorer)(device="cpu")
+    model, _ = load_clip(str(tiny_clip))
+    assert scorer.model.config.to_dict() == model.config.to_dict()
+    with pytest.raises(CheckpointError, match=r"^scorer.weights='.*': no config.json there"):
+        instantiate(compose_config(["task=ti", f"scorer.weights={tmp_path}", "paths.output_dir=/tmp/x"]).scorer)()
+    assert load_scorer(None, cache_dir=cache_dir).model.config.projection_dim == 16  # the tiny stand-in
 
 
 def test_custom_diffusion_trains_jointly_saves_processors_and_reloads(tmp_path, cache_dir):
-    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", "ti.method=custom_diffusion", "ti.images_per_prompt=5",
-            "ti.batch_size=5"]
+    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", "ti=custom_diffusion", "task.images_per_prompt=5",
+            "task.batch_size=5"]
     metrics = run(compose_config([*base, f"paths.output_dir={tmp_path / 'run'}"]))
     emb = tmp_path / "run" / "embeddings"
     assert metrics["joint/train/steps"] == 4 and (emb / "custom_diffusion" / "pytorch_custom_diffusion_weights.bin").is_file()
     assert "multi/p0/c1/image_score" in metrics
     first = (tmp_path / "run" / "samples_multi" / "0" / "multi_prompt0_2.png").read_bytes()
-    run(compose_config([*base, "ti.train=false", f"ti.embeds={emb}", f"paths.output_dir={tmp_path / 'again'}"]))
+    run(compose_config([*base, "task.train=false", f"task.weights={emb}", f"paths.output_dir={tmp_path / 'again'}"]))
     assert (tmp_path / "again" / "samples_multi" / "0" / "multi_prompt0_2.png").read_bytes() == first
 
 
 def test_wandb_gets_the_score_table_and_image_grids(tmp_path, cache_dir):
-    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", "ti.images_per_prompt=5", "ti.batch_size=5", "ti.steps=1",
-            "logger=wandb", "logger.mode=offline", "ti.concepts=[1]", f"paths.output_dir={tmp_path}"]
+    base = [*TINY_TI, f"paths.cache_dir={cache_dir}", "task.images_per_prompt=5", "task.batch_size=5",
+            "trainer.max_steps=1", "logger=wandb", "logger.mode=offline", "task.concepts=[1]",
+            f"paths.output_dir={tmp_path}"]
     metrics = run(compose_config(base))
     assert "multi/p0/c1/image_score" not in metrics  # <new1> is not loaded: the multi-concept prompt is skipped
     media = next((tmp_path / "wandb").glob("offline-run-*")) / "files" / "media"
@@ -96,7 +134,7 @@ def test_wandb_gets_the_score_table_and_image_grids(tmp_path, cache_dir):
 def test_training_loss_streams_to_the_logger_one_curve_per_concept(tmp_path, cache_dir):
     import csv
 
-    cfg = compose_config([*TINY_TI, "logger=csv", "trainer.log_every_n_steps=1", "ti.multi_prompts=[]",
+    cfg = compose_config([*TINY_TI, "logger=csv", "trainer.log_every_n_steps=1", "task.multi_prompts=[]",
                           f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'run'}"])
     run(cfg)
     rows = list(csv.DictReader((tmp_path / "run" / "csv" / "metrics.csv").open()))

@@ -1,0 +1,73 @@
+"""The one CLIP loader (model=clip for zero-shot, scorer=clip for the TI grader): a CLIPModel + CLIPProcessor
+from a local folder or the local Hugging Face cache, never downloaded, with its tokenizer and weights checked."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from src.errors import CheckpointError, ConfigError, first_line
+
+SAVE_PRETRAINED = "a folder saved with save_pretrained"
+
+
+def _looks_like_path(weights: str) -> bool:
+    """A value that cannot be a Hub id ("name" or "owner/name")."""
+    return weights.startswith(("/", ".", "~")) or weights.count("/") > 1 or "\\" in weights
+
+
+def load_clip(weights: Optional[str], *, key: str = "model.weights"):
+    """(CLIPModel in eval mode, CLIPProcessor) from `weights`: a folder written by save_pretrained when that
+    path exists, else a Hub id in the local Hugging Face cache; never downloads. `key` names the config key
+    in the one-line CheckpointError / ConfigError."""
+    if weights is None:
+        raise ConfigError(f"{key}=None: expected a CLIP {SAVE_PRETRAINED.removeprefix('a ')} or a Hub id in the "
+                          "local Hugging Face cache")
+    folder = Path(str(weights)).expanduser()
+    local = folder.exists()
+    where = f"{key}={str(folder) if local else weights!r}"
+    if local and not (folder / "config.json").is_file():
+        raise CheckpointError(f"{where}: no config.json there; expected a folder written by "
+                              "CLIPModel.save_pretrained and CLIPProcessor.save_pretrained")
+    if not local and _looks_like_path(str(weights)):
+        raise ConfigError(f"{where}: no such folder; expected {SAVE_PRETRAINED} or a CLIP Hub id in the local "
+                          "Hugging Face cache")
+    try:
+        model, processor = _from_pretrained(str(folder) if local else str(weights), where)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        if local:
+            raise CheckpointError(f"{where}: not a CLIP model folder ({first_line(err)}); expected CLIPModel and "
+                                  "CLIPProcessor saved there with save_pretrained") from err
+        raise CheckpointError(f"{where}: not in the local Hugging Face cache (nothing is downloaded); pass "
+                              f"{key}=<folder saved with save_pretrained> or cache it first: "
+                              f"hf download {weights}") from err
+    check_tokenizer(processor.tokenizer, model.config.text_config, where)
+    return model.eval(), processor
+
+
+def _from_pretrained(source: str, where: str):
+    """Model and processor from local files only; absent or mis-shaped weights are an error (from_pretrained
+    would initialise them at random with only a warning)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    model, info = CLIPModel.from_pretrained(source, local_files_only=True, output_loading_info=True)
+    bad = [*info["missing_keys"], *(k[0] if isinstance(k, tuple) else k for k in info["mismatched_keys"])]
+    if model.config.model_type != "clip" or bad:
+        raise CheckpointError(f"{where}: not a CLIP checkpoint (model_type {model.config.model_type!r}, "
+                              f"{len(bad)} weights missing or mis-shaped, e.g. {bad[:2]}); expected CLIPModel "
+                              "weights saved with save_pretrained")
+    return model, CLIPProcessor.from_pretrained(source, local_files_only=True)
+
+
+def check_tokenizer(tokenizer, text_config, where: str) -> None:
+    """Reject a tokenizer that holds only its special tokens (what CLIPTokenizer.from_pretrained returns
+    for an uncached hub name) or more tokens than the model embeds; cap model_max_length (a tokenizer
+    built from scratch says ~1e30) at the model's context length."""
+    n, vocab = len(tokenizer), text_config.vocab_size
+    specials = len(set(tokenizer.all_special_tokens))
+    if not specials < n <= vocab:
+        raise CheckpointError(f"{where}: its tokenizer has {n} tokens; expected a trained CLIP tokenizer "
+                              f"(more than its {specials} special tokens, at most text_config.vocab_size={vocab}) "
+                              "saved with the model")
+    tokenizer.model_max_length = min(tokenizer.model_max_length, text_config.max_position_embeddings)
