@@ -1,7 +1,6 @@
 """Experiment loggers: W&B (offline by default), CSV, or none; plus image logging for each."""
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Optional

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from src.config.digits import DIGIT_DOMAINS, DigitsEmbeddedConfig
 from src.config.schema import check as _check
 
 # data.layout (src.data.clip_data.LAYOUTS, which imports torch): auto = the course layout if
@@ -13,18 +14,11 @@ LAYOUTS = ("auto", "course", "folders")
 
 
 @dataclass
-class EmbeddedDigitsConfig:
-    """The embedded digits whose val images task=clip classifies when data.root is null (same arguments as
-    task=digits, so the two share the cached folder)."""
+class EmbeddedDigitsConfig(DigitsEmbeddedConfig):
+    """The embedded digits whose val images task=clip classifies when data.root is null (the same arguments
+    as task=digits, so the two share the cached folder), from these domains."""
 
-    seed: int = 0
-    n_train: int = 5000
-    n_val: int = 1000
-    domains: list = field(default_factory=lambda: ["mnistm", "svhn"])
-
-    def check(self, key: str) -> None:
-        _check(self.n_train >= 1, f"{key}.n_train", self.n_train, "an integer >= 1")
-        _check(self.n_val >= 1, f"{key}.n_val", self.n_val, "an integer >= 1")
+    domains: list = field(default_factory=lambda: list(DIGIT_DOMAINS))
 
 
 @dataclass
