@@ -114,3 +114,12 @@ def test_composing_imports_neither_lightning_nor_diffusers():
             "print(sorted(m for m in ('lightning', 'diffusers', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_help_lists_each_groups_options_without_the_schemas():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "src.run", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "sampler: ddim, ddpm\n" in out and "ti: custom_diffusion, textual_inversion\n" in out
+    assert "_schema" not in out

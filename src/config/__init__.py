@@ -128,6 +128,12 @@ def sweep_name() -> str:
     return name
 
 
+def option_list() -> str:
+    """`group: option, option` for each config group under conf/ (--help; the schemas are not options)."""
+    groups = sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+    return "\n".join(f"{g.name}: {', '.join(sorted(f.stem for f in g.glob('*.yaml')))}" for g in groups)
+
+
 def register_configs() -> None:
     """Store every group's schemas (option files name them first) and the difflab.sweep_name resolver."""
     store = ConfigStore.instance()
@@ -135,6 +141,8 @@ def register_configs() -> None:
         store.store(group=group, name=name, node=node)
     if not OmegaConf.has_resolver("difflab.sweep_name"):
         OmegaConf.register_new_resolver("difflab.sweep_name", sweep_name, use_cache=True)
+    if not OmegaConf.has_resolver("difflab.options"):
+        OmegaConf.register_new_resolver("difflab.options", option_list)
 
 
 ROOT_KEYS = {"task", "data", "model", "scheduler", "sampler", "guidance", "judge", "scorer", "trainer", "logger",
