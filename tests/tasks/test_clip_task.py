@@ -86,18 +86,6 @@ def test_missing_model_is_one_line_saying_what_to_pass(tmp_path, cache_dir, cour
         run(cfg)
 
 
-@pytest.mark.parametrize("override,replacement", [
-    ("model.path=/tmp/clip", "use model.weights"),
-    ("model.name=openai/clip-vit-base-patch32", "use model.weights"),
-    ("model.batch_size=8", "use task.batch_size"),
-    ("model.num_workers=2", "use task.num_workers"),
-])
-def test_removed_keys_name_their_replacement(override, replacement):
-    with pytest.raises(ConfigError, match=replacement) as err:
-        compose_config(["task=clip", override])
-    assert str(err.value).startswith(override) and "\n" not in str(err.value)
-
-
 def test_model_weights_and_scorer_weights_go_through_the_one_loader(tmp_path, cache_dir, course_root):
     """A folder without config.json: the same one-line error from model=clip and from the TI grader's scorer."""
     from src.eval.ti_grader import load_scorer

@@ -61,18 +61,6 @@ def test_both_digit_tasks_select_the_judge_group(task):
     assert instantiate(cfg.judge).func.__name__ == "load_judges"  # data root, cache, domains, seed at run time
 
 
-@pytest.mark.parametrize("override,replacement", [
-    ("task.classifier.epochs=3", "use judge.*"),
-    ("task.classifier.course_mnistm=/c/Classifier.pth", "use judge.mnistm_weights"),
-])
-def test_removed_classifier_keys_name_the_judge_keys(override, replacement):
-    from src.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=replacement.replace("*", r"\*")) as err:
-        compose_config(["task=evaluate", "task.folder=/tmp", override])
-    assert str(err.value).startswith(override) and "\n" not in str(err.value)
-
-
 def test_bad_judge_value_names_the_key():
     from src.config import validate
     from src.errors import ConfigError

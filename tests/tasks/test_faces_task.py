@@ -189,17 +189,6 @@ def test_a_course_model_needs_noise_of_a_size_it_can_halve_five_times(tmp_path):
         run(cfg)
 
 
-@pytest.mark.parametrize("override,replacement", [
-    ("model.format=project", "use model=<face_unet|face_diffusers>"),
-    ("model=face_unet_small", "use data.embedded.net / data.embedded.train"),
-    ("model.train.steps=10", "use data.embedded.train"),
-])
-def test_removed_face_keys_name_their_replacement(override, replacement):
-    with pytest.raises(ConfigError, match=replacement) as err:
-        compose_config(["task=faces", override])
-    assert str(err.value).startswith(override) and "\n" not in str(err.value)
-
-
 def test_diffusers_folder_and_course_noise_without_gt(tmp_path):
     from diffusers import UNet2DModel
 

@@ -78,23 +78,6 @@ def test_bad_model_and_concept_values_are_one_line_errors(tmp_path, cache_dir):
         compose_config([*base, "ti.method=dreambooth"])
 
 
-@pytest.mark.parametrize("override,replacement", [
-    ("ti.method=custom_diffusion", "use ti=<textual_inversion|custom_diffusion>"),
-    ("ti.embeds=/tmp/emb", "use task.weights"),
-    ("ti.clip_path=/tmp/clip", "use scorer.weights"),
-    ("ti.steps=10", "use trainer.max_steps"),
-    ("ti.train=false", "use task.train"),
-    ("ti.images_per_prompt=5", "use task.images_per_prompt"),
-    ("ti.multi_prompts=[]", "use task.multi_prompts"),
-    ("model.path=/tmp/sd.ckpt", "use model.weights"),
-    ("model.tiny=true", "use model=sd_tiny"),
-])
-def test_removed_keys_name_their_replacement(override, replacement):
-    with pytest.raises(ConfigError, match=replacement) as err:
-        compose_config(["task=ti", override])
-    assert str(err.value).startswith(override) and "\n" not in str(err.value)
-
-
 def test_scorer_weights_load_a_clip_folder_with_the_zero_shot_loader(tmp_path, cache_dir, tiny_clip):
     from src.eval.ti_grader import load_scorer
     from src.models.clip import load_clip
