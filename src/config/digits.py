@@ -26,29 +26,30 @@ class DigitsEmbeddedConfig:
 
 
 @dataclass
-class DigitsDataConfig:
-    """The course layout <hw2_data>/digits: {mnistm,svhn}/{data/,train.csv,val.csv}; root null = embedded."""
+class DigitsReferenceConfig:
+    """The real digits (task=evaluate): the course layout <hw2_data>/digits, {mnistm,svhn}/{data/,train.csv,
+    val.csv}, or with root null the embedded set; the judges train on it and FID compares against it."""
 
     root: Optional[str] = None
     domains: list[str] = field(default_factory=lambda: list(DIGIT_DOMAINS))
     embedded: DigitsEmbeddedConfig = field(default_factory=DigitsEmbeddedConfig)
-    image_size: int = 28
-    channels: int = 3
-    num_classes: int = 10
-    num_domains: int = 2
-    batch_size: int = 64
-    num_workers: int = 0
 
     def check(self, key: str) -> None:
         domains = list(self.domains)
         check(bool(domains) and set(domains) <= set(DIGIT_DOMAINS) and len(set(domains)) == len(domains),
               f"{key}.domains", domains, f"a non-empty subset of {list(DIGIT_DOMAINS)}")
         self.embedded.check(f"{key}.embedded")
-        check(self.image_size >= 8, f"{key}.image_size", self.image_size, "an integer >= 8")
-        check(self.channels == 3, f"{key}.channels", self.channels, "3 (the digits are RGB)")
-        check(self.num_classes == 10, f"{key}.num_classes", self.num_classes, "10 (digits 0-9)")
-        check(self.num_domains == len(DIGIT_DOMAINS), f"{key}.num_domains", self.num_domains,
-              f"{len(DIGIT_DOMAINS)} (one id per domain of {list(DIGIT_DOMAINS)})")
+
+
+@dataclass
+class DigitsDataConfig(DigitsReferenceConfig):
+    """The real digits and how task=digits loads them for training."""
+
+    batch_size: int = 64
+    num_workers: int = 0
+
+    def check(self, key: str) -> None:
+        super().check(key)
         check(self.batch_size >= 1, f"{key}.batch_size", self.batch_size, "an integer >= 1")
         check(self.num_workers >= 0, f"{key}.num_workers", self.num_workers, "an integer >= 0")
 
@@ -68,6 +69,11 @@ class ConditionalUNetConfig:
     norm_num_groups: int = 16
 
     def check(self, key: str) -> None:
+        check(self.image_size >= 8, f"{key}.image_size", self.image_size, "an integer >= 8")
+        check(self.in_channels == 3, f"{key}.in_channels", self.in_channels, "3 (the digits are RGB)")
+        check(self.num_classes == 10, f"{key}.num_classes", self.num_classes, "10 (digits 0-9)")
+        check(self.num_domains == len(DIGIT_DOMAINS), f"{key}.num_domains", self.num_domains,
+              f"{len(DIGIT_DOMAINS)} (one id per domain of {list(DIGIT_DOMAINS)})")
         channels, levels = list(self.block_out_channels), list(self.attention_levels)
         check(bool(channels) and all(c >= 1 for c in channels), f"{key}.block_out_channels", channels,
               "a non-empty list of positive integers")
@@ -156,6 +162,7 @@ SCHEMAS = [
     ("task", "digits_schema", DigitsTaskConfig),
     ("task", "evaluate_schema", EvaluateTaskConfig),
     ("data", "digits_schema", DigitsDataConfig),
+    ("data", "digits_reference_schema", DigitsReferenceConfig),
     ("model", "digits_unet_schema", DigitsUNetConfig),
     ("judge", "digit_classifiers_schema", DigitClassifiersConfig),
 ]

@@ -55,6 +55,8 @@ class FaceTrainConfig:
     ema_decay: float = 0.999
     # Min-SNR-gamma loss weighting (Hang et al. 2023); null = the plain eps MSE.
     min_snr_gamma: Optional[float] = 5.0
+    # Gradient norm clipping; null = none.
+    gradient_clip_val: Optional[float] = 1.0
 
     def check(self, key: str) -> None:
         _check(self.steps >= 1, f"{key}.steps", self.steps, "an integer >= 1")
@@ -66,6 +68,8 @@ class FaceTrainConfig:
         _check(0.0 <= self.ema_decay < 1.0, f"{key}.ema_decay", self.ema_decay, "a value in [0, 1)")
         _check(self.min_snr_gamma is None or self.min_snr_gamma > 0, f"{key}.min_snr_gamma", self.min_snr_gamma,
                "a value > 0 or null")
+        _check(self.gradient_clip_val is None or self.gradient_clip_val > 0, f"{key}.gradient_clip_val",
+               self.gradient_clip_val, "a value > 0 or null")
 
 
 @dataclass

@@ -78,7 +78,9 @@ class GuidanceConfig:
 
 @dataclass
 class TrainerConfig:
-    """Arguments of lightning.pytorch.Trainer that the project sets."""
+    """Where a task runs (the options of the trainer group: cpu, gpu, ddp_cpu), as arguments of
+    lightning.pytorch.Trainer. Tasks without a training loop of their own (clip, evaluate, faces) run in one
+    process; their Lightning fits (the embedded face model) take accelerator and precision from here."""
 
     _target_: str = "lightning.pytorch.Trainer"
     accelerator: str = "cpu"
@@ -86,6 +88,27 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    # Progress of long stages: a bar in a terminal, else a log line every ~30 s.
+    enable_progress_bar: bool = True
+
+    def check(self, key: str) -> None:
+        self.check_device(key)
+        check(self.devices == 1, f"{key}.devices", self.devices,
+              "1: this task runs in one process (DDP is for task=digits and task=ti)")
+        check(self.num_nodes == 1, f"{key}.num_nodes", self.num_nodes, "1: this task runs in one process")
+
+    def check_device(self, key: str) -> None:
+        check(self.accelerator in ("cpu", "gpu", "cuda", "mps", "auto"), f"{key}.accelerator",
+              self.accelerator, "one of cpu, gpu, cuda, mps, auto")
+        check(self.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+              f"{key}.precision", self.precision, "one of 32-true, bf16-mixed, 16-mixed, bf16-true, 64-true")
+
+
+@dataclass
+class FitTrainerConfig(TrainerConfig):
+    """The Trainer of a task that trains (digits, ti): where it runs plus the training loop, whose length,
+    trainer.max_steps, is the task's one training-length key."""
+
     max_steps: int = 1500
     max_epochs: int = -1
     val_check_interval: Any = 500
@@ -93,19 +116,14 @@ class TrainerConfig:
     limit_val_batches: Any = 4
     log_every_n_steps: int = 25
     gradient_clip_val: Optional[float] = 1.0
-    # Progress of training: a bar counting max_steps in a terminal, else a log line every ~30 s.
-    enable_progress_bar: bool = True
     enable_model_summary: bool = False
     num_sanity_val_steps: int = 0
     deterministic: bool = False
     benchmark: Optional[bool] = None
 
-    def check(self, key: str) -> None:
-        check(self.accelerator in ("cpu", "gpu", "cuda", "mps", "auto"), f"{key}.accelerator",
-              self.accelerator, "one of cpu, gpu, cuda, mps, auto")
+    def check(self, key: str) -> None:  # any number of processes (DDP)
+        self.check_device(key)
         check(self.max_steps >= 0, f"{key}.max_steps", self.max_steps, "an integer >= 0")
-        check(self.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
-              f"{key}.precision", self.precision, "one of 32-true, bf16-mixed, 16-mixed, bf16-true, 64-true")
 
 
 @dataclass
@@ -155,6 +173,7 @@ SCHEMAS = [
     ("sampler", "ddpm_schema", DDPMSamplerConfig),
     ("guidance", "classifier_free_schema", GuidanceConfig),
     ("trainer", "trainer_schema", TrainerConfig),
+    ("trainer", "fit_trainer_schema", FitTrainerConfig),
     ("logger", "wandb_schema", WandbLoggerConfig),
     ("logger", "csv_schema", CsvLoggerConfig),
     ("logger", "none_schema", NoLoggerConfig),

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,17 +26,18 @@ from src.models.face_loading import write_architecture
 from src.models.face_unet import FaceUNet
 
 log = logging.getLogger(__name__)
-VERSION = 2  # 2: unet.json beside UNet.pt
+VERSION = 3  # 2: unet.json beside UNet.pt; 3: the training precision and clipping in the key
 
 
 def embedded_face_folder(cache_dir: str | Path, *, seed: int, n_noise: int, gt_steps: int, image_size: int,
-                         net: dict[str, Any], train: dict[str, Any], schedule: NoiseSchedule,
+                         net: dict[str, Any], train: dict[str, Any], schedule: NoiseSchedule, precision: str,
                          make_trainer: Callable[..., Any]) -> Path:
-    """`<cache_dir>/faces-v2-<hash>/face`, built if not cached yet: a FaceUNet(**net) trained as `train`
-    (steps, batch_size, lr, weight_decay, warmup_steps, ema_decay, min_snr_gamma) on image_size faces with
-    the Trainer `make_trainer(**overrides)` builds, n_noise noise files and their GT (gt_steps of DDIM)."""
+    """`<cache_dir>/faces-v3-<hash>/face`, built if not cached yet: a FaceUNet(**net) trained as `train`
+    (steps, batch_size, lr, weight_decay, warmup_steps, ema_decay, min_snr_gamma, gradient_clip_val) in
+    `precision` on image_size faces with the Trainer `make_trainer(**arguments)` builds (the task's, on its
+    accelerator), n_noise noise files and their GT (gt_steps of DDIM)."""
     spec = {"version": VERSION, "seed": seed, "n_noise": n_noise, "gt_steps": gt_steps, "image_size": image_size,
-            "net": net, "train": train, "schedule": {
+            "net": net, "train": train, "precision": precision, "schedule": {
                 "betas": hashlib.sha1(schedule.betas.numpy().tobytes()).hexdigest(),
                 "timestep_offset": schedule.timestep_offset}}
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
@@ -43,7 +45,7 @@ def embedded_face_folder(cache_dir: str | Path, *, seed: int, n_noise: int, gt_s
     def build(tmp: Path) -> None:
         start = time.perf_counter()
         model, info = train_face_unet(net, train, schedule, image_size=image_size, seed=seed,
-                                      make_trainer=make_trainer, workdir=tmp)
+                                      make_trainer=partial(make_trainer, precision=precision), workdir=tmp)
         face = tmp / "face"
         face.mkdir()
         torch.save(model.state_dict(), face / UNET_FILE)
@@ -79,9 +81,9 @@ def train_face_unet(net: dict[str, Any], train: dict[str, Any], schedule: NoiseS
     data = TensorDataset(torch.cat([faces, faces.flip(-1)]))  # [200, 3, S, S]: flips as augmentation
     loader = DataLoader(data, batch_size=train["batch_size"], shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
-    trainer = make_trainer(max_steps=train["steps"], devices=1, num_nodes=1, strategy="auto",
-                           enable_checkpointing=False, limit_val_batches=0, val_check_interval=1.0,
-                           check_val_every_n_epoch=1)
+    trainer = make_trainer(max_steps=train["steps"], max_epochs=-1, gradient_clip_val=train["gradient_clip_val"],
+                           enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                           num_sanity_val_steps=0, val_check_interval=1.0, check_val_every_n_epoch=1)
     start = time.perf_counter()
     log.info("training the embedded face model (%d steps of %d faces)", train["steps"], train["batch_size"])
     with warnings.catch_warnings():  # no val loader on purpose: the fit is judged by the GT it makes

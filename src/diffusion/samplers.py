@@ -29,6 +29,13 @@ def num_sampling_steps(sample: Callable, schedule: NoiseSchedule) -> int:
     return int(getattr(sample, "keywords", {}).get("num_steps", schedule.num_steps))
 
 
+def describe_sampler(sample: Callable, schedule: NoiseSchedule) -> str:
+    """A configured sampler in words, for figure titles: "DDIM 50 steps, eta 0" or "DDPM 1000 steps"."""
+    name = getattr(sample, "func", sample).__name__.removesuffix("_sample").upper()
+    eta = getattr(sample, "keywords", {}).get("eta")
+    return f"{name} {num_sampling_steps(sample, schedule)} steps" + ("" if eta is None else f", eta {eta:g}")
+
+
 def _randn(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 

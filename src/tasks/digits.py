@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from src.data.digits import DOMAINS, digit_loaders, write_generated
 from src.data.embedded_digits import resolve_data_root
 from src.diffusion.class_grid import frame_labels, sample_class_grid
+from src.diffusion.samplers import describe_sampler
 from src.errors import CheckpointError, ConfigError, first_line
 from src.eval.digit_scores import score_digit_folder
 from src.eval.judges import real_val_images
@@ -40,15 +41,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 load_weights(module, checkpoint(cfg.ckpt_path, required=True))
         if not is_main_process():
             return {}  # DDP: rank 0 alone samples, scores and writes
+        sampler, guidance = instantiate(cfg.sampler), instantiate(cfg.guidance)
         with r.timed("sample"):
             samples, frames, frame_t = sample_class_grid(
-                module.ema.net.to(r.device), module.schedule, instantiate(cfg.sampler), instantiate(cfg.guidance),
-                domain_ids=[DOMAINS.index(x) for x in d.domains], num_classes=d.num_classes,
+                module.ema.net.to(r.device), module.schedule, sampler, guidance,
+                domain_ids=[DOMAINS.index(x) for x in d.domains], num_classes=cfg.model.net.num_classes,
                 per_class=t.per_class, batch_size=t.sample_batch_size, process_frames=t.process_frames,
                 seed=cfg.seed, device=r.device, progress=r.progress)
         images = to_uint8(samples)  # [D, 10, K, C, H, W]
         write_generated(images, list(d.domains), r.out / "samples")
-        r.figures.update(figures(cfg, images, to_uint8(frames), frame_labels(frame_t), r.out / "figures"))
+        how = f"{describe_sampler(sampler, module.schedule)}, guidance {cfg.guidance.scale:g}"
+        r.figures.update(figures(list(d.domains), how, images, to_uint8(frames), frame_labels(frame_t),
+                                 r.out / "figures"))
         r.metrics.update(score_digit_folder(r.out / "samples", judges, real_val_images(data_root, list(judges))))
         r.metrics.update(judge_accs)
     return r.metrics
@@ -95,13 +99,10 @@ def load_weights(module: DiffusionModule, path: str) -> None:
                               "expected a Lightning .ckpt written by task=digits with the same model config") from err
 
 
-def figures(cfg: DictConfig, images, frames, frame_titles: list[str], fig_dir: Path) -> dict[str, Path]:
-    """Per-domain class grids of uint8 images [D, 10, K, C, H, W] and the process of frames [D, F, C, H, W]."""
-    s = cfg.sampler
-    how = (f"{s._target_.rsplit('.', 1)[-1].split('_')[0].upper()} {s.get('num_steps', cfg.scheduler.steps)} steps"
-           f"{f', eta {s.eta:g}' if 'eta' in s else ''}, guidance {cfg.guidance.scale:g}")
+def figures(domains: list[str], how: str, images, frames, frame_titles: list[str], fig_dir: Path) -> dict[str, Path]:
+    """Per-domain class grids of uint8 images [D, 10, K, C, H, W] and the process of frames [D, F, C, H, W],
+    titled with `how` they were sampled."""
     fig_dir.mkdir(exist_ok=True)
-    domains = list(cfg.data.domains)
     out = {f"grid/{x}": save_class_grid(images[i, :, :10], fig_dir / f"grid_{x}.png", title=f"{x}: {how}",
                                         row_labels=[str(k) for k in range(images.shape[1])])
            for i, x in enumerate(domains)}

@@ -13,6 +13,7 @@ from torch import Tensor
 from src.data.embedded_faces import embedded_face_folder
 from src.data.faces import face_folder, load_gt, load_noise, write_images
 from src.diffusion.batched import BatchedSampler
+from src.diffusion.samplers import ddim_sample
 from src.errors import ConfigError
 from src.eval.face_figures import save_eta_grid, save_interpolation
 from src.eval.face_scores import mse_metrics
@@ -30,14 +31,15 @@ def build_face_folder(cfg: DictConfig, r: TaskRun) -> Path:
     return embedded_face_folder(
         cfg.paths.cache_dir, seed=e.seed, n_noise=e.n_noise, gt_steps=e.gt_steps, image_size=e.image_size,
         net=OmegaConf.to_container(e.net), train=OmegaConf.to_container(e.train),
-        schedule=instantiate(cfg.scheduler),
+        schedule=instantiate(cfg.scheduler), precision=cfg.trainer.precision,
         make_trainer=lambda **kw: r.trainer(log=False, stage="training the embedded face model", **kw))
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Face folder -> model -> DDIM per noise file -> NN.png, MSE, figures."""
     s, task = cfg.sampler, cfg.task
-    if not s._target_.endswith("ddim_sample"):
+    ddim = instantiate(s)
+    if getattr(ddim, "func", None) is not ddim_sample:  # the eta sweep and the figures need DDIM's eta
         raise ConfigError(f"sampler._target_={s._target_!r}: task=faces samples with DDIM; expected sampler=ddim")
     with task_run(cfg) as r:
         with r.timed("setup"):
@@ -46,7 +48,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             model = instantiate(cfg.model, _convert_="all")(root, noise.shape[1:])
             gt = load_gt(root, names, model.image_shape) if task.score else None
         log.info("%d noise files from %s; model %s, %s", len(names), root, model.weights, model.architecture)
-        sample = BatchedSampler(model.net, instantiate(s), instantiate(cfg.scheduler),
+        sample = BatchedSampler(model.net, ddim, instantiate(cfg.scheduler),
                                 batch_size=task.sample_batch_size, seed=cfg.seed, device=r.device)
         r.metrics.update({"sampler/eta": float(s.eta), "sampler/num_steps": float(s.num_steps)})
         with r.timed("sample"):

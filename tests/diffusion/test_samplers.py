@@ -1,7 +1,9 @@
+from functools import partial
+
 import pytest
 import torch
 
-from src.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample
+from src.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample, describe_sampler
 from src.diffusion.schedules import NoiseSchedule
 
 
@@ -59,3 +61,9 @@ def test_callback_sees_every_step_in_order():
     ddim_sample(lambda x, t, c: torch.zeros_like(x), torch.randn(1, 1, 2, 2), s, num_steps=5,
                 callback=lambda i, t, x: seen.append((i, t)))
     assert seen == [(0, 81), (1, 61), (2, 41), (3, 21), (4, 1)]
+
+
+def test_describe_sampler_names_the_configured_algorithm():
+    schedule = NoiseSchedule.linear(1000, 1e-4, 2e-2)
+    assert describe_sampler(partial(ddim_sample, num_steps=50, eta=0.25), schedule) == "DDIM 50 steps, eta 0.25"
+    assert describe_sampler(partial(ddpm_sample), schedule) == "DDPM 1000 steps"

@@ -13,7 +13,7 @@ COURSE_CLASSIFIER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" 
 
 
 def evaluate_cfg(tmp_path, cache_dir, tiny_overrides, folder, *extra):
-    keep = [o for o in tiny_overrides if o.startswith(("data.", "judge."))]
+    keep = [o for o in tiny_overrides if o.startswith(("data.embedded.", "judge."))]
     return compose_config(["task=evaluate", f"task.folder={folder}", *keep, f"paths.cache_dir={cache_dir}",
                            f"paths.output_dir={tmp_path / 'out'}", *extra])
 
