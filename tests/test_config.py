@@ -12,9 +12,10 @@ GROUPS = ["task", "data", "model", "scheduler", "sampler", "guidance", "trainer"
 
 
 # the task that selects each data and model option
-OWNER = {"data": {"digits": "digits", "face": "faces", "clip_zeroshot": "clip", "ti": "ti"},
+OWNER = {"data": {"digits": "digits", "digits_reference": "evaluate", "face": "faces", "clip_zeroshot": "clip",
+                  "ti": "ti"},
          "model": {"digits_unet": "digits", "face_unet": "faces", "face_diffusers": "faces",
-                   "clip": "clip", "sd": "ti", "sd_tiny": "ti"}}
+                   "clip": "clip", "sd": "ti"}}
 
 
 def options(group: str) -> list[str]:
@@ -23,7 +24,8 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(group, option):
-    extra = {"evaluate": ["task.folder=/tmp"], "face_diffusers": ["model.weights=/tmp"]}.get(option, [])
+    extra = {"evaluate": ["task.folder=/tmp"], "digits_reference": ["task.folder=/tmp"],
+             "face_diffusers": ["model.weights=/tmp"]}.get(option, [])
     # a group that task=digits does not select is composed with the task that does
     task = {"prompt": "task=clip", "data": None, "model": None}.get(group, "task=digits")
     base = [] if group == "task" else [task] if task else []
@@ -51,6 +53,15 @@ def test_users_command_overrides_verbatim():
     cfg = compose_config(["task=digits", "scheduler.steps=500", "paths.output_dir=/tmp/x"])
     validate(cfg)
     assert cfg.scheduler.steps == 500
+
+
+@pytest.mark.parametrize("task", ["digits", "evaluate", "clip", "faces", "ti"])
+def test_the_course_preset_composes_for_every_task(task):
+    cfg = compose_config([f"task={task}", "+experiment=course", "task.folder=/tmp" if task == "evaluate" else "seed=0",
+                          "paths.output_dir=/tmp/x"])
+    validate(cfg)
+    assert task != "digits" or cfg.task.per_class == 50
+    assert task != "clip" or cfg.model.weights == "openai/clip-vit-base-patch32"
 
 
 def test_report_preset_is_the_reports_setting():
@@ -92,7 +103,8 @@ def test_ddpm_sampler_has_no_step_count_to_set():
     ("task=ti", "ti.images_per_prompt=5", "use task.images_per_prompt"),
     ("task=ti", "ti.multi_prompts=[]", "use task.multi_prompts"),
     ("task=ti", "model.path=/tmp/sd.ckpt", "use model.weights"),
-    ("task=ti", "model.tiny=true", "use model=sd_tiny"),
+    ("task=ti", "model=sd_tiny", "use model=sd (task=ti's default"),
+    ("task=ti", "model.tiny=true", "use model.weights=null (the random tiny stand-in)"),
     ("task=clip", "model.path=/tmp/clip", "use model.weights"),
     ("task=clip", "model.name=openai/clip-vit-base-patch32", "use model.weights"),
     ("task=clip", "model.batch_size=8", "use task.batch_size"),
@@ -100,6 +112,10 @@ def test_ddpm_sampler_has_no_step_count_to_set():
     ("task=faces", "model.format=project", "use model=<face_unet|face_diffusers>"),
     ("task=faces", "model=face_unet_small", "use data.embedded.net / data.embedded.train"),
     ("task=faces", "model.train.steps=10", "use data.embedded.train"),
+    ("task=digits", "data.image_size=32", "use model.net.image_size"),
+    ("task=digits", "data.channels=3", "use model.net.in_channels"),
+    ("task=digits", "data.num_classes=10", "use model.net.num_classes"),
+    ("task=digits", "data.num_domains=2", "use model.net.num_domains"),
     ("task=evaluate", "task.classifier.epochs=3", "use judge.*"),
     ("task=evaluate", "task.classifier.course_mnistm=/c/Classifier.pth", "use judge.mnistm_weights"),
 ])
@@ -114,6 +130,35 @@ def test_a_task_composes_only_the_groups_it_reads():
     assert "sampler" not in compose_config(["task=clip", "paths.output_dir=/tmp/x"])
     assert "prompt" not in compose_config(["task=digits", "paths.output_dir=/tmp/x"])
     assert "guidance" not in compose_config(["task=faces", "paths.output_dir=/tmp/x"])
+
+
+LOOP_KEYS = {"max_steps", "val_check_interval", "limit_val_batches", "log_every_n_steps", "gradient_clip_val"}
+
+
+@pytest.mark.parametrize("task", ["digits", "ti", "clip", "faces", "evaluate"])
+def test_only_tasks_that_train_compose_the_training_loop(task):
+    cfg = compose_config([f"task={task}", "task.folder=/tmp" if task == "evaluate" else "seed=0",
+                          "paths.output_dir=/tmp/x"])
+    trains = task in ("digits", "ti")
+    assert (LOOP_KEYS <= set(cfg.trainer)) is trains and (LOOP_KEYS & set(cfg.trainer) == set()) is not trains
+    assert {"accelerator", "devices", "precision"} <= set(cfg.trainer)
+    if not trains:
+        with pytest.raises(ConfigCompositionException, match="max_steps"):
+            compose_config([f"task={task}", "trainer.max_steps=5"])
+
+
+def test_evaluate_composes_only_the_data_keys_it_reads():
+    cfg = compose_config(["task=evaluate", "task.folder=/tmp", "paths.output_dir=/tmp/x"])
+    assert set(cfg.data) == {"root", "domains", "embedded"}
+    assert set(compose_config(["task=digits"]).data) == {"root", "domains", "embedded", "batch_size", "num_workers"}
+
+
+@pytest.mark.parametrize("task", ["clip", "faces"])
+def test_tasks_without_a_training_loop_refuse_ddp(task):
+    cfg = compose_config([f"task={task}", "trainer=ddp_cpu", "paths.output_dir=/tmp/x"])
+    with pytest.raises(ConfigError, match=r"^trainer.devices=2: expected 1: this task runs in one process"):
+        validate(cfg)
+    validate(compose_config(["task=digits", "trainer=ddp_cpu", "paths.output_dir=/tmp/x"]))
 
 
 def test_wrong_type_fails_at_compose():

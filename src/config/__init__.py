@@ -35,11 +35,16 @@ REMOVED_KEYS: dict[str, str] = {
     "logger.name": "logger=<wandb|csv|none>",
     # task=digits and task=evaluate: the judges of generated digits are a group of their own
     "task.classifier.course_mnistm": "judge.mnistm_weights",
+    # task=digits: the network's input size and condition counts are the model's
+    "data.image_size": "model.net.image_size",
+    "data.channels": "model.net.in_channels",
+    "data.num_classes": "model.net.num_classes",
+    "data.num_domains": "model.net.num_domains",
     "task.classifier": "judge.* (judge.epochs, judge.batch_size, judge.lr, judge.min_val_acc)",
     # task=clip and task=ti: one weights key per slot (a local path when it exists, else a Hub id)
     "model.path": "model.weights",
     "model.name": "model.weights",
-    "model.tiny": "model=sd_tiny (or model=sd model.weights=<...>)",
+    "model.tiny": "model.weights=null (the random tiny stand-in) or model.weights=<...>",
     "model.batch_size": "task.batch_size",
     "model.num_workers": "task.num_workers",
     "ti.method": "ti=<textual_inversion|custom_diffusion>",
@@ -64,6 +69,7 @@ REMOVED_KEYS: dict[str, str] = {
 REMOVED_OPTIONS: dict[str, str] = {
     "scheduler=ddpm": "scheduler=linear (the one schedule; DDIM's timesteps come from sampler=ddim)",
     "scheduler=ddim": "scheduler=linear (the one schedule; DDIM's timesteps come from sampler=ddim)",
+    "model=sd_tiny": "model=sd (task=ti's default; its model.weights=null is the random tiny stand-in)",
     "model=face_unet_small": "data.embedded.net / data.embedded.train / data.embedded.image_size (the embedded "
                              "face model; model=face_unet loads it)",
 }
@@ -129,8 +135,9 @@ def sweep_name() -> str:
 
 
 def option_list() -> str:
-    """`group: option, option` for each config group under conf/ (--help; the schemas are not options)."""
-    groups = sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+    """`group: option, option` for each config group under conf/ (--help; the schemas are not options, and
+    task_preset is chosen by +experiment and task, not by the user)."""
+    groups = sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "task_preset"))
     return "\n".join(f"{g.name}: {', '.join(sorted(f.stem for f in g.glob('*.yaml')))}" for g in groups)
 
 

@@ -38,7 +38,7 @@ class ClipDataConfig:
 @dataclass
 class ClipConfig:
     """A CLIPModel + CLIPProcessor: `weights` is a local folder (save_pretrained) when it exists, else a Hub
-    id looked up in the local Hugging Face cache only (nothing is downloaded)."""
+    id (from the Hugging Face cache, downloaded into it on first use)."""
 
     _target_: str = "src.models.clip.load_clip"
     _partial_: bool = True

@@ -44,32 +44,22 @@ def _check_image_size(key: str, size: int) -> None:
 
 @dataclass
 class SDConfig:
-    """Stable Diffusion v1.x, offline: `weights` a diffusers folder or a single .ckpt/.safetensors (then
-    original_config and config: the local component configs); required, checked when loaded."""
+    """Stable Diffusion v1.x: `weights` a diffusers folder, a Hub id or a single .ckpt/.safetensors (then
+    original_config, and config: the component configs, a folder or Hub id); null = the random tiny stand-in
+    built once into cache_dir. Checked when loaded."""
 
     _target_: str = "src.models.sd_pipeline.load_sd_pipeline"
     _partial_: bool = True
     weights: Optional[str] = None
-    original_config: Optional[str] = None
-    config: Optional[str] = None
-    # the resolution trained and drawn at
-    image_size: int = 512
-
-    def check(self, key: str) -> None:
-        _check_image_size(key, self.image_size)
-
-
-@dataclass
-class TinySDConfig:
-    """The project's random tiny Stable Diffusion stand-in, built once into cache_dir."""
-
-    _target_: str = "src.standins.tiny_sd.load_tiny_sd"
-    _partial_: bool = True
     cache_dir: str = "???"
-    image_size: int = 64
+    original_config: Optional[str] = None
+    config: Optional[str] = "CompVis/stable-diffusion-v1-4"
+    # the resolution trained and drawn at; null = the model's (512 for SD v1, 64 for the stand-in)
+    image_size: Optional[int] = None
 
     def check(self, key: str) -> None:
-        _check_image_size(key, self.image_size)
+        if self.image_size is not None:
+            _check_image_size(key, self.image_size)
 
 
 @dataclass
@@ -80,6 +70,8 @@ class TextualInversionConfig:
     _partial_: bool = True
     num_vectors: int = 1
     lr: float = 5e-3
+    # Recompute the frozen UNet's and text encoder's activations in the backward pass: less memory, more time.
+    gradient_checkpointing: bool = False
 
     def check(self, key: str) -> None:
         _check(self.num_vectors >= 1, f"{key}.num_vectors", self.num_vectors, "an integer >= 1")
@@ -148,7 +140,6 @@ SCHEMAS = [
     ("task", "ti_schema", TITaskConfig),
     ("data", "ti_schema", TIDataConfig),
     ("model", "sd_schema", SDConfig),
-    ("model", "sd_tiny_schema", TinySDConfig),
     ("ti", "textual_inversion_schema", TextualInversionConfig),
     ("ti", "custom_diffusion_schema", CustomDiffusionConfig),
     ("scorer", "clip_schema", ClipScorerConfig),

@@ -60,19 +60,20 @@ class ClipScorer:
         out = []
         for i in range(0, len(images), batch_size):
             px = self.processor(images=images[i:i + batch_size], return_tensors="pt")["pixel_values"]
-            out.append(_pooled(self.model.get_image_features(pixel_values=px.to(self.device))).float().cpu())
+            out.append(self.model.get_image_features(pixel_values=px.to(self.device)).pooler_output.float().cpu())
         return torch.cat(out)
 
     @torch.no_grad()
     def texts(self, texts: list[str]) -> Tensor:
         """Strings -> projected text embeddings [T, D]."""
         tok = self.processor(text=texts, return_tensors="pt", padding=True, truncation=True)
-        return _pooled(self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
-                                                    attention_mask=tok["attention_mask"].to(self.device))).float().cpu()
+        out = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
+                                           attention_mask=tok["attention_mask"].to(self.device))
+        return out.pooler_output.float().cpu()  # transformers >= 5: the projected embeddings
 
 
 def load_scorer(weights: Optional[str], *, cache_dir: str | Path, device: str | torch.device = "cpu") -> ClipScorer:
-    """scorer=clip: the CLIP of `weights` (src.models.clip.load_clip: a local folder, else a cached Hub id), or
+    """scorer=clip: the CLIP of `weights` (src.models.clip.load_clip: a local folder, else a Hub id), or
     for None a random tiny CLIP stand-in built once into cache_dir (its scores mean nothing)."""
     if weights is None:
         from src.standins.random_clip import tiny_clip
@@ -80,11 +81,6 @@ def load_scorer(weights: Optional[str], *, cache_dir: str | Path, device: str | 
         log.warning("scorer.weights=null: scoring with a RANDOM tiny CLIP; the scores are meaningless")
         weights = str(tiny_clip(cache_dir))
     return ClipScorer(*load_clip(weights, key="scorer.weights"), device)
-
-
-def _pooled(out) -> Tensor:
-    """transformers 5.x returns an output object from get_*_features (its pooler_output), older ones a tensor."""
-    return out if isinstance(out, Tensor) else out.pooler_output
 
 
 def grade_images(scorer: ClipScorer, generated: list, references: list, clip_prompt: str,

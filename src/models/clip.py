@@ -1,63 +1,59 @@
 """The one CLIP loader (model=clip for zero-shot, scorer=clip for the TI grader): a CLIPModel + CLIPProcessor
-from a local folder or the local Hugging Face cache, never downloaded, with its tokenizer and weights checked."""
+from a local folder or by Hub id (cached, or downloaded on first use), with its tokenizer and weights checked."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 from src.errors import CheckpointError, ConfigError, first_line
+from src.models.hub import load_hub_model, looks_like_hub_id
 
 SAVE_PRETRAINED = "a folder saved with save_pretrained"
 
 
-def _looks_like_path(weights: str) -> bool:
-    """A value that cannot be a Hub id ("name" or "owner/name")."""
-    return weights.startswith(("/", ".", "~")) or weights.count("/") > 1 or "\\" in weights
-
-
 def load_clip(weights: Optional[str], *, key: str = "model.weights"):
     """(CLIPModel in eval mode, CLIPProcessor) from `weights`: a folder written by save_pretrained when that
-    path exists, else a Hub id in the local Hugging Face cache; never downloads. `key` names the config key
-    in the one-line CheckpointError / ConfigError."""
+    path exists, else a Hub id (from the Hugging Face cache, downloaded into it on first use: src.models.hub).
+    `key` names the config key in the one-line CheckpointError / ConfigError."""
     if weights is None:
-        raise ConfigError(f"{key}=None: expected a CLIP {SAVE_PRETRAINED.removeprefix('a ')} or a Hub id in the "
-                          "local Hugging Face cache")
+        raise ConfigError(f"{key}=None: expected a CLIP {SAVE_PRETRAINED.removeprefix('a ')} or a Hub id such as "
+                          "openai/clip-vit-base-patch32")
     folder = Path(str(weights)).expanduser()
-    local = folder.exists()
-    where = f"{key}={str(folder) if local else weights!r}"
-    if local and not (folder / "config.json").is_file():
-        raise CheckpointError(f"{where}: no config.json there; expected a folder written by "
-                              "CLIPModel.save_pretrained and CLIPProcessor.save_pretrained")
-    if not local and _looks_like_path(str(weights)):
-        raise ConfigError(f"{where}: no such folder; expected {SAVE_PRETRAINED} or a CLIP Hub id in the local "
-                          "Hugging Face cache")
-    try:
-        model, processor = _from_pretrained(str(folder) if local else str(weights), where)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        if local:
+    if folder.exists():
+        where = f"{key}={str(folder)!r}"
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(f"{where}: no config.json there; expected a folder written by "
+                                  "CLIPModel.save_pretrained and CLIPProcessor.save_pretrained")
+        try:
+            model, processor = _from_pretrained(str(folder), where, local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            if isinstance(err, CheckpointError):
+                raise
             raise CheckpointError(f"{where}: not a CLIP model folder ({first_line(err)}); expected CLIPModel and "
                                   "CLIPProcessor saved there with save_pretrained") from err
-        raise CheckpointError(f"{where}: not in the local Hugging Face cache (nothing is downloaded); pass "
-                              f"{key}=<folder saved with save_pretrained> or cache it first: "
-                              f"hf download {weights}") from err
+    elif looks_like_hub_id(str(weights)):
+        where = f"{key}={weights!r}"
+        model, processor = load_hub_model(str(weights), partial(_from_pretrained, str(weights), where), key=key,
+                                          instead="a CLIP folder saved with save_pretrained")
+    else:
+        raise ConfigError(f"{key}={str(folder)!r}: no such folder; expected {SAVE_PRETRAINED} or a CLIP Hub id")
     check_tokenizer(processor.tokenizer, model.config.text_config, where)
     return model.eval(), processor
 
 
-def _from_pretrained(source: str, where: str):
-    """Model and processor from local files only; absent or mis-shaped weights are an error (from_pretrained
-    would initialise them at random with only a warning)."""
+def _from_pretrained(source: str, where: str, local_files_only: bool):
+    """Model and processor; absent or mis-shaped weights are an error (from_pretrained would initialise them
+    at random with only a warning)."""
     from transformers import CLIPModel, CLIPProcessor
 
-    model, info = CLIPModel.from_pretrained(source, local_files_only=True, output_loading_info=True)
+    model, info = CLIPModel.from_pretrained(source, local_files_only=local_files_only, output_loading_info=True)
     bad = [*info["missing_keys"], *(k[0] if isinstance(k, tuple) else k for k in info["mismatched_keys"])]
     if model.config.model_type != "clip" or bad:
         raise CheckpointError(f"{where}: not a CLIP checkpoint (model_type {model.config.model_type!r}, "
                               f"{len(bad)} weights missing or mis-shaped, e.g. {bad[:2]}); expected CLIPModel "
                               "weights saved with save_pretrained")
-    return model, CLIPProcessor.from_pretrained(source, local_files_only=True)
+    return model, CLIPProcessor.from_pretrained(source, local_files_only=local_files_only)
 
 
 def check_tokenizer(tokenizer, text_config, where: str) -> None:

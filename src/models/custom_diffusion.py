@@ -44,8 +44,9 @@ class CustomDiffusionModule(TextualInversionModule):
     trains_jointly = True
 
     def __init__(self, pipe, tokens: list[str], initializers: list[str], *, num_vectors: int = 1,
-                 lr: float = 5e-3, kv_lr: float = 1e-5):
-        super().__init__(pipe, tokens, initializers, num_vectors=num_vectors, lr=lr)
+                 lr: float = 5e-3, kv_lr: float = 1e-5, gradient_checkpointing: bool = False):
+        super().__init__(pipe, tokens, initializers, num_vectors=num_vectors, lr=lr,
+                         gradient_checkpointing=gradient_checkpointing)
         self.kv_params = install_custom_diffusion(self.unet)
         self.kv_lr = kv_lr
 

@@ -1,66 +1,126 @@
-"""Stable Diffusion from a diffusers folder or an original single-file checkpoint, strictly offline."""
+"""Stable Diffusion from a diffusers folder, a Hub id or an original single-file checkpoint."""
 from __future__ import annotations
 
+import json
+import logging
+import zipfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from src.errors import CheckpointError, ConfigError, first_line
+from src.models.hub import hub_snapshot, load_hub_model, looks_like_hub_id
 
+log = logging.getLogger(__name__)
 SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors")
 
 
-def load_sd_pipeline(weights: str | Path, *, original_config: Optional[str | Path] = None,
-                     config: Optional[str | Path] = None, image_size: Optional[int] = None,
-                     dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    """A StableDiffusionPipeline (no safety checker) from `weights`: a folder written by save_pretrained, or a
-    single .ckpt/.safetensors file (e.g. the course's sd-v1-4.ckpt) read with `from_single_file` using the
-    local `original_config` yaml (v1-inference.yaml) and, for the tokenizer and component configs, `config`
-    (a local diffusers-layout folder; without it the Hugging Face cache must hold the model's configs).
-    `image_size`: the resolution to train and draw at (see pipeline_image_size); None keeps the model's.
-    Missing or wrong paths raise a one-line ConfigError / CheckpointError."""
+SD_V1_REPO = "CompVis/stable-diffusion-v1-4"
+# What a single file needs from its diffusers-layout config repo: model_index.json, each component's config,
+# the tokenizer's files (no weights).
+CONFIG_FILES = ["*.json", "*/*.json", "*/*.txt"]
+
+
+def load_sd_pipeline(weights: Optional[str | Path], *, cache_dir: Optional[str | Path] = None,
+                     original_config: Optional[str | Path] = None, config: Optional[str | Path] = SD_V1_REPO,
+                     image_size: Optional[int] = None, dtype: torch.dtype = torch.float32,
+                     device: str | torch.device = "cpu"):
+    """A StableDiffusionPipeline (no safety checker) from `weights`: a folder written by save_pretrained, a
+    Hub id in that layout (CompVis/stable-diffusion-v1-4; cached, else downloaded on first use), or a single
+    .ckpt/.safetensors file (e.g. the course's sd-v1-4.ckpt) read with `from_single_file` using
+    `original_config` (v1-inference.yaml; null: inferred from the weights) and, for the tokenizer and the
+    component configs, `config` (a diffusers-layout folder or Hub id: SD v1.4's by default, so diffusers does
+    not pick another v1 repo). None: the project's random tiny stand-in (src.standins.tiny_sd), built once
+    into `cache_dir`. `image_size`: the resolution to train and draw at (see pipeline_image_size); None keeps
+    the model's (512 for SD v1, 64 for the stand-in). Missing or wrong paths raise a one-line ConfigError /
+    CheckpointError."""
     from diffusers import StableDiffusionPipeline
-    from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     if weights is None:
-        raise ConfigError("model.weights=None: expected a diffusers folder (model_index.json) or a "
-                          f"{'/'.join(SINGLE_FILE_SUFFIXES)} checkpoint such as sd-v1-4.ckpt (or model=sd_tiny)")
+        from src.standins.tiny_sd import tiny_sd_folder
+
+        if cache_dir is None:
+            raise ConfigError("model.cache_dir=None: the tiny stand-in (model.weights=null) is built into it")
+        log.warning("model.weights=null: a RANDOM tiny Stable Diffusion built by the project, not SD v1.4; pass "
+                    f"model.weights=<a diffusers folder, a Hub id such as {SD_V1_REPO} or sd-v1-4.ckpt>")
+        weights, image_size = tiny_sd_folder(cache_dir, image_size or 64), image_size or 64
+    common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     path = Path(weights).expanduser()
     if not path.exists():
-        raise ConfigError(f"model.weights={str(path)!r}: no such file or folder; expected a diffusers folder "
-                          f"(model_index.json) or a {'/'.join(SINGLE_FILE_SUFFIXES)} checkpoint")
-    common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
-    if path.is_dir():
+        if not looks_like_hub_id(str(weights)):
+            raise ConfigError(f"model.weights={str(path)!r}: no such file or folder; expected a diffusers folder "
+                              f"(model_index.json), a Hub id or a {'/'.join(SINGLE_FILE_SUFFIXES)} checkpoint")
+        pipe = load_hub_model(
+            str(weights), lambda local: StableDiffusionPipeline.from_pretrained(str(weights), local_files_only=local,
+                                                                                **common),
+            key="model.weights", instead="a diffusers folder or a .ckpt/.safetensors file")
+    elif path.is_dir():
         if not (path / "model_index.json").is_file():
             raise CheckpointError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(path, **common)
+            pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **common)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
             raise CheckpointError(f"{path}: cannot load a StableDiffusionPipeline ({first_line(err)})") from err
     else:
-        if path.suffix not in SINGLE_FILE_SUFFIXES:
-            raise ConfigError(f"model.weights={str(path)!r}: expected a folder or a file ending in "
-                              f"{' or '.join(SINGLE_FILE_SUFFIXES)}")
-        extra = {}
-        for key, value in (("original_config", original_config), ("config", config)):
-            if value is not None:
-                value = Path(value).expanduser()
-                if not value.exists():
-                    raise ConfigError(f"model.{key}={str(value)!r}: no such file or folder")
-                extra[key] = str(value)
-        try:
-            pipe = StableDiffusionPipeline.from_single_file(str(path), **common, **extra)
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as err:
-            raise CheckpointError(f"{path}: cannot load as a single-file Stable Diffusion checkpoint "
-                                  f"({first_line(err)}); expected model.config=<a local diffusers-layout folder with "
-                                  "the component configs and tokenizer>") from err
+        pipe = _from_single_file(path, original_config, config, common)
     if pipe.tokenizer.model_max_length > 10_000:  # a tokenizer built from scratch; SD needs CLIP's 77
         pipe.tokenizer.model_max_length = 77
     pipe.set_progress_bar_config(disable=True)
     if image_size is not None:
         set_image_size(pipe, image_size)
     return pipe.to(device)
+
+
+def _from_single_file(path: Path, original_config, config, common: dict):
+    """from_single_file with the local original_config and the component configs of `config` (a local folder,
+    else a Hub id: cached, or its configs and tokenizer downloaded on first use)."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    if path.suffix not in SINGLE_FILE_SUFFIXES:
+        raise ConfigError(f"model.weights={str(path)!r}: expected a folder or a file ending in "
+                          f"{' or '.join(SINGLE_FILE_SUFFIXES)}")
+    extra = {}
+    if original_config is not None:
+        original_config = Path(original_config).expanduser()
+        if not original_config.is_file():
+            raise ConfigError(f"model.original_config={str(original_config)!r}: no such file; expected the "
+                              "checkpoint's yaml (v1-inference.yaml for SD v1), or null to infer it")
+        extra["original_config"] = str(original_config)
+    if config is None:
+        raise ConfigError(f"model.config=None: a single file needs the component configs and tokenizer; expected "
+                          f"a diffusers-layout folder or a Hub id such as {SD_V1_REPO}")
+    folder = Path(config).expanduser()
+    if not folder.exists() and not looks_like_hub_id(str(config)):
+        raise ConfigError(f"model.config={str(folder)!r}: no such folder; expected a diffusers-layout folder "
+                          f"or a Hub id such as {SD_V1_REPO}")
+    if not _looks_like_a_checkpoint(path):
+        raise CheckpointError(f"{path}: not a single-file checkpoint (neither a torch.save zip or pickle nor a "
+                              "safetensors file); expected Stable Diffusion weights such as the course's sd-v1-4.ckpt")
+    if not folder.exists():
+        folder = hub_snapshot(str(config), CONFIG_FILES, key="model.config",
+                              instead="a diffusers-layout folder with the component configs and tokenizer")
+    try:
+        return StableDiffusionPipeline.from_single_file(str(path), config=str(folder), local_files_only=True,
+                                                        **common, **extra)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as err:
+        raise CheckpointError(f"{path}: cannot load as a single-file Stable Diffusion checkpoint with the component "
+                              f"configs of model.config={str(config)!r} ({first_line(err)})") from err
+
+
+def _looks_like_a_checkpoint(path: Path) -> bool:
+    """What the first bytes say: a torch.save zip (or legacy pickle) .ckpt, or a safetensors header."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if path.suffix == ".ckpt":
+            return zipfile.is_zipfile(path) or head[:1] == b"\x80"
+        if len(head) < 8 or not 2 <= (size := int.from_bytes(head, "little")) <= 100_000_000:
+            return False
+        try:
+            return isinstance(json.loads(f.read(size)), dict)
+        except ValueError:
+            return False
 
 
 def set_image_size(pipe, image_size: int) -> None:

@@ -99,7 +99,7 @@ class TextualInversionModule(pl.LightningModule):
     trains_jointly = False
 
     def __init__(self, pipe, token: str | list[str], initializer: str | list[str], *, num_vectors: int = 1,
-                 lr: float = 5e-3, weight_decay: float = 0.0):
+                 lr: float = 5e-3, weight_decay: float = 0.0, gradient_checkpointing: bool = False):
         super().__init__()
         from diffusers import DDPMScheduler
 
@@ -107,6 +107,10 @@ class TextualInversionModule(pl.LightningModule):
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         for m in (self.vae, self.unet, self.text_encoder):
             m.requires_grad_(False)
+        if gradient_checkpointing:  # as diffusers' textual_inversion example: the frozen nets recompute
+            self.unet.enable_gradient_checkpointing()
+            text = self.text_encoder  # transformers renamed it in 5.x; both exist for now
+            (getattr(text, "activation_checkpointing_enable", None) or text.gradient_checkpointing_enable)()
         tokens = [token] if isinstance(token, str) else list(token)
         inits = [initializer] if isinstance(initializer, str) else list(initializer)
         self.num_vectors, self.lr, self.weight_decay = num_vectors, lr, weight_decay

@@ -61,12 +61,20 @@ def random_clip_config(tokenizer, size: str = "tiny"):
 
 
 def write_random_clip(folder: Path, *, size: str = "tiny", seed: int = 0) -> Path:
-    """Save a random CLIPModel and its CLIPProcessor (trained tokenizer, image processor at the model's
-    image size) into `folder` with save_pretrained; returns the folder."""
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
+    """Save a random CLIPModel and its CLIPProcessor (image processor at the model's image size) into
+    `folder` with save_pretrained; returns the folder. 'tiny': a tokenizer trained on a few prompts;
+    'vit-b-32': openai/clip-vit-base-patch32's shapes (151M parameters) and CLIP's real 49,408-token
+    tokenizer (src.standins.clip_tokenizer)."""
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from src.standins.clip_tokenizer import write_clip_tokenizer
 
     folder = Path(folder)
-    tokenizer = train_tokenizer(folder=folder / "bpe")
+    if size == "vit-b-32":
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp))
+    else:
+        tokenizer = train_tokenizer(folder=folder / "bpe")
     config = random_clip_config(tokenizer, size)
     torch.manual_seed(seed)
     model = CLIPModel(config)

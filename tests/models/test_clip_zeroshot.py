@@ -53,7 +53,7 @@ def test_uncached_hub_name_is_one_line_not_a_download():
         load_clip("difflab-tests/no-such-clip")
     msg = one_line(err)
     assert msg.startswith("model.weights='difflab-tests/no-such-clip': not in the local Hugging Face cache")
-    assert "model.weights=<folder saved with save_pretrained>" in msg
+    assert "model.weights=<a CLIP folder saved with save_pretrained>" in msg
 
 
 def test_a_missing_path_is_not_looked_up_on_the_hub(tmp_path):

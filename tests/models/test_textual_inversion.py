@@ -102,11 +102,11 @@ def _touch(path):
 
 @pytest.mark.parametrize("name", ["sd-tiny.ckpt", "sd-tiny.safetensors"])
 def test_a_single_file_checkpoint_in_the_original_layout_loads_like_the_folder(sd_dir, tmp_path, name):
-    from src.standins.tiny_sd import write_tiny_single_file
+    from src.standins.sd_single_file import write_single_file
 
     import shutil
 
-    path = write_tiny_single_file(sd_dir, tmp_path / name)
+    path = write_single_file(sd_dir, tmp_path / name)
     configs = shutil.copytree(sd_dir, tmp_path / "configs",  # what model.config needs: configs and tokenizer
                               ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     folder, single = load_sd_pipeline(sd_dir), load_sd_pipeline(path, config=configs)
@@ -160,3 +160,33 @@ def test_image_size_sets_the_resolution_the_pipeline_draws_at(sd_dir):
     assert pipe("a cat", num_inference_steps=1, output_type="np").images.shape == (1, 64, 64, 3)
     with pytest.raises(ConfigError, match="model.image_size=30: expected a multiple"):
         load_sd_pipeline(sd_dir, image_size=30)
+
+
+def test_a_checkpoint_that_is_not_stable_diffusion_is_one_line(sd_dir, tmp_path):
+    """The course's face UNet.pt handed over as model.weights: a torch zip, but no SD weights in it."""
+    import shutil
+
+    from src.models.face_unet import FaceUNet
+
+    net = FaceUNet(in_channel=3, channel=32, channel_multiplier=[1, 2], n_res_blocks=1, attn_strides=[2],
+                   attn_heads=1, dropout=0.0, norm_groups=8)
+    torch.save(net.state_dict(), tmp_path / "UNet.ckpt")
+    configs = shutil.copytree(sd_dir, tmp_path / "configs", ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    with pytest.raises(CheckpointError, match=r"UNet.ckpt: cannot load as a single-file Stable Diffusion "
+                                              r"checkpoint .*Weights for this component appear to be missing") as err:
+        load_sd_pipeline(tmp_path / "UNet.ckpt", config=configs)
+    assert "\n" not in str(err.value)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradient(sd_dir):
+    grads = []
+    for checkpointing in (False, True):
+        module = TextualInversionModule(load_sd_pipeline(sd_dir), "<new1>", "cat", gradient_checkpointing=checkpointing)
+        module.train()
+        assert module.unet.is_gradient_checkpointing is checkpointing
+        torch.manual_seed(0)
+        loss = module.training_step(next(iter(_batches(1))), 0)
+        loss.backward()
+        grads.append((loss.detach(), module.embedding.new_embeds.grad.clone()))
+    (loss_a, grad_a), (loss_b, grad_b) = grads
+    assert torch.allclose(loss_a, loss_b) and torch.allclose(grad_a, grad_b, atol=1e-6) and grad_a.abs().sum() > 0

@@ -78,7 +78,8 @@ def test_a_template_without_a_slot_is_a_config_error():
 
 def test_missing_model_is_one_line_saying_what_to_pass(tmp_path, cache_dir, course_root):
     cfg = clip_cfg(tmp_path, cache_dir, "model.weights=difflab-tests/no-such-clip", f"data.root={course_root}")
-    with pytest.raises(CheckpointError, match=r"model.weights=<folder saved with save_pretrained>") as err:
+    expected = r"HF_HUB_OFFLINE=1 forbids downloading it; pass model.weights=<a CLIP folder saved with save_pretrained>"
+    with pytest.raises(CheckpointError, match=expected) as err:
         run(cfg)
     assert "\n" not in str(err.value)
     cfg = clip_cfg(tmp_path, cache_dir, "model.weights=null", f"data.root={course_root}")

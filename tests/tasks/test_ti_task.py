@@ -24,7 +24,11 @@ def test_defaults_are_the_courses():
     cfg = compose_config(["task=ti", "paths.output_dir=/tmp/x"])
     validate(cfg)
     assert cfg.task.images_per_prompt == 25 and cfg.trainer.max_steps == 2000
-    assert cfg.model._target_ == "src.standins.tiny_sd.load_tiny_sd" and cfg.scorer.weights is None
+    assert cfg.model._target_ == "src.models.sd_pipeline.load_sd_pipeline" and cfg.model.weights is None
+    assert cfg.scorer.weights is None  # both the random tiny stand-ins
+    course = compose_config(["task=ti", "+experiment=course", "paths.output_dir=/tmp/x"])
+    assert course.model.weights == course.model.config == "CompVis/stable-diffusion-v1-4"
+    assert course.scorer.weights == "openai/clip-vit-base-patch32"
     assert cfg.ti._target_ == "src.models.textual_inversion.TextualInversionModule"
     gpu = compose_config(["task=ti", "trainer=gpu", "trainer.max_steps=7", "paths.output_dir=/tmp/x"])
     assert gpu.trainer.precision == "bf16-mixed" and gpu.trainer.max_steps == 7  # fp32 master weights
@@ -64,12 +68,17 @@ def test_embeddings_of_a_run_are_reloaded_instead_of_trained(ti_cfg, tmp_path):
     assert (tmp_path / "again" / "samples" / "0" / "1" / "source0_prompt1_3.png").read_bytes() == first
 
 
+def _touch(path):
+    path.write_bytes(b"")
+    return path
+
+
 def test_bad_model_and_concept_values_are_one_line_errors(tmp_path, cache_dir):
     base = [*TINY_TI, f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path}"]
     with pytest.raises(ConfigError, match="model.weights="):
         run(compose_config([*base, "model=sd", f"model.weights={tmp_path / 'nope'}"]))
-    with pytest.raises(ConfigError, match="model.weights=None"):
-        run(compose_config([*base, "model=sd"]))
+    with pytest.raises(ConfigError, match=r"^model.config='/nowhere/configs': no such folder"):
+        run(compose_config([*base, f"model.weights={_touch(tmp_path / 'sd.ckpt')}", "model.config=/nowhere/configs"]))
     with pytest.raises(ConfigError, match=r"task.concepts=\['7'\]"):
         run(compose_config([*base, "task.concepts=[7]"]))
     with pytest.raises(ConfigError, match="task.train=false needs task.weights"):
