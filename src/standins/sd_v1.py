@@ -23,7 +23,7 @@ VAE = dict(sample_size=512, in_channels=3, out_channels=3, latent_channels=4, la
 TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
             projection_dim=768, hidden_act="quick_gelu", max_position_embeddings=77)
 SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                 set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, clip_sample=False)
+                 set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1)
 
 
 def build_sd_v1(seed: int = 0):
