@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers.slurm import ROOT, src_run_env
+from helpers.slurm import ROOT, run_src
 
 pytestmark = pytest.mark.slow
 COURSE_YAML = ROOT.parent / "shared" / "fixtures" / "course" / "v1-inference.yaml"
 
 
-def src_run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=cwd, env=src_run_env(dict(os.environ)),
-                          capture_output=True, text=True, timeout=1200)
+def src_run(args: list[str], cwd: Path):
+    return run_src(args, cwd, dict(os.environ), timeout=1200)
 
 
 @pytest.fixture(scope="module")
