@@ -2,7 +2,7 @@
 
 
 class DifflabError(Exception):
-    """Base class: `src.run` prints these as a single line and exits with status 2."""
+    """Base class: `src.run` prints these as a single line (`error: ...`) and exits with status 1."""
 
 
 class ConfigError(DifflabError, ValueError):
