@@ -4,8 +4,10 @@
 
 Each measurement runs in a process of its own, so its peak resident memory (ru_maxrss) is its own: building
 and saving Stable Diffusion v1.4 (diffusers folder), one textual-inversion training step at 512x512 with and
-without gradient checkpointing, one guided SD inference step at 512x512, CLIP ViT-B/32 images per second, one
-step of the course's 113.7M-parameter face UNet at 256x256. Timed steps follow a warm-up step.
+without gradient checkpointing, in fp32 and in bf16-mixed (trainer=gpu's precision: the frozen UNet and VAE
+held in bf16, as diffusers' textual_inversion example does), one guided SD inference step at 512x512, CLIP ViT-B/32 images per second, one
+step of the course's 113.7M-parameter face UNet at 256x256, and the memory of the frozen UNet and VAE
+weights as textual inversion holds them in fp32 and under bf16-mixed. Timed steps follow a warm-up step.
 """
 from __future__ import annotations
 
@@ -32,21 +34,35 @@ def build_sd(folder: str) -> dict:
     return {"seconds": time.perf_counter() - t0}
 
 
-def ti_step(folder: str, checkpointing: bool, steps: int = 2) -> dict:
+def ti_step(folder: str, checkpointing: bool, precision: str = "32-true", steps: int = 2) -> dict:
     import torch
 
     from src.models.sd_pipeline import load_sd_pipeline
-    from src.models.textual_inversion import TextualInversionModule, expand_placeholder
+    from src.models.textual_inversion import TextualInversionModule, expand_placeholder, frozen_dtype
 
-    module = TextualInversionModule(load_sd_pipeline(folder), "<new1>", "cat", gradient_checkpointing=checkpointing)
+    half = frozen_dtype(precision)  # bf16-mixed: frozen UNet and VAE held in bf16, the step under autocast
+    module = TextualInversionModule(load_sd_pipeline(folder), "<new1>", "cat", gradient_checkpointing=checkpointing,
+                                    frozen_dtype=half)
     module.train()
     batch = (torch.rand(1, 3, 512, 512) * 2 - 1, [f"a photo of a {expand_placeholder('<new1>', '<new1>', 1)}"])
     times = []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
-        module.training_step(batch, 0).backward()
+        with torch.autocast("cpu", dtype=half or torch.bfloat16, enabled=half is not None):
+            loss = module.training_step(batch, 0)
+        loss.backward()
         times.append(time.perf_counter() - t0)
     return {"seconds": min(times[1:])}
+
+
+def frozen(folder: str, precision: str) -> dict:
+    """The bytes of the frozen UNet's and VAE's weights once the TI module holds them (the time column)."""
+    from src.models.sd_pipeline import load_sd_pipeline
+    from src.models.textual_inversion import TextualInversionModule, frozen_dtype
+
+    module = TextualInversionModule(load_sd_pipeline(folder), "<new1>", "cat", frozen_dtype=frozen_dtype(precision))
+    nbytes = sum(p.numel() * p.element_size() for m in (module.unet, module.vae) for p in m.parameters())
+    return {"gib": nbytes / 2**30}
 
 
 def sd_step(folder: str) -> dict:
@@ -116,11 +132,21 @@ def measure(fn, *args) -> dict:
 def main() -> None:
     import torch
 
+    # Without AVX-512 (BF16) the CPU runs bf16 convolutions in a slow fallback: one bf16 TI step did not end in
+    # 10 minutes on a 2-core AVX2 EPYC, so the bf16 rows are measured only where bf16 is native.
+    native_bf16 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(Path(tmp) / "sd-v1-4")
         rows = [("build + save SD v1.4 (1.07B parameters, diffusers folder)", measure(build_sd, folder), "s"),
                 ("textual inversion step, 512x512, batch 1", measure(ti_step, folder, False), "s/step"),
                 ("  the same with gradient checkpointing", measure(ti_step, folder, True), "s/step"),
+                *([("  the same, bf16-mixed (frozen UNet and VAE in bf16)",
+                    measure(ti_step, folder, False, "bf16-mixed"), "s/step"),
+                   ("  bf16-mixed and gradient checkpointing", measure(ti_step, folder, True, "bf16-mixed"), "s/step")]
+                  if native_bf16 else []),
+                ("frozen UNet + VAE weights as textual inversion holds them, fp32", measure(frozen, folder, "32-true"),
+                 "GiB"),
+                ("  the same, bf16-mixed (trainer=gpu)", measure(frozen, folder, "bf16-mixed"), "GiB"),
                 ("SD inference step, 512x512, guided (UNet batch 2)", measure(sd_step, folder), "s/step"),
                 ("CLIP ViT-B/32 image encoder, batch 32", measure(clip_rate), "images/s"),
                 ("course face UNet (113.7M), 256x256, batch 1", measure(face_step), "s/step")]
@@ -128,8 +154,12 @@ def main() -> None:
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}\n")
     print("| measurement | time | peak resident memory |\n|---|---:|---:|")
     for name, result, unit in rows:
-        value = result.get("seconds", result.get("images_per_s"))
-        print(f"| {name} | {value:.2f} {unit} | {result['peak_gib']:.1f} GiB |")
+        value = result.get("seconds", result.get("images_per_s", result.get("gib")))
+        # the weights are memory-mapped from safetensors: a process that never reads them has a low peak
+        peak = "-" if "gib" in result else f"{result['peak_gib']:.1f} GiB"
+        print(f"| {name} | {value:.2f} {unit} | {peak} |")
+    if not native_bf16:
+        print("| textual inversion step, bf16-mixed | not measured: no AVX-512 on this CPU (slow bf16 fallback) | |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ cross-attention layer, trained jointly on several concepts; saved in diffusers' 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -16,7 +17,8 @@ WEIGHT_NAME = "pytorch_custom_diffusion_weights.bin"
 
 def install_custom_diffusion(unet) -> list[torch.nn.Parameter]:
     """diffusers' CustomDiffusionAttnProcessor on every attention layer: cross-attention (attn2) gets trainable
-    copies of its to_k / to_v, self-attention trains nothing; returns the trainable parameters."""
+    copies of its to_k / to_v (float32 even when the UNet is held in half precision), self-attention trains
+    nothing; returns the trainable parameters."""
     from diffusers.models.attention_processor import CustomDiffusionAttnProcessor
 
     procs, params = {}, []
@@ -44,9 +46,10 @@ class CustomDiffusionModule(TextualInversionModule):
     trains_jointly = True
 
     def __init__(self, pipe, tokens: list[str], initializers: list[str], *, num_vectors: int = 1,
-                 lr: float = 5e-3, kv_lr: float = 1e-5, gradient_checkpointing: bool = False):
+                 lr: float = 5e-3, kv_lr: float = 1e-5, gradient_checkpointing: bool = False,
+                 frozen_dtype: Optional[torch.dtype] = None):
         super().__init__(pipe, tokens, initializers, num_vectors=num_vectors, lr=lr,
-                         gradient_checkpointing=gradient_checkpointing)
+                         gradient_checkpointing=gradient_checkpointing, frozen_dtype=frozen_dtype)
         self.kv_params = install_custom_diffusion(self.unet)
         self.kv_lr = kv_lr
 

@@ -3,6 +3,7 @@ only trainable parameters of a frozen Stable Diffusion, fitted with the noise-pr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import lightning.pytorch as pl
 import torch
@@ -33,6 +34,16 @@ STYLE_TEMPLATES = (
     "a small painting in the style of {}", "a weird painting in the style of {}", "a large painting in the style of {}",
 )
 TEMPLATES = {"object": OBJECT_TEMPLATES, "style": STYLE_TEMPLATES}
+
+# trainer.precision -> the dtype the frozen UNet and VAE are held in (as diffusers' textual_inversion example
+# holds them in its mixed-precision dtype); full precision keeps float32.
+HALF_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16, "16-mixed": torch.float16,
+               "16-true": torch.float16}
+
+
+def frozen_dtype(precision: str) -> Optional[torch.dtype]:
+    """The half dtype of a trainer precision (bf16-mixed -> bfloat16, 16-mixed -> float16), None for 32/64."""
+    return HALF_DTYPES.get(str(precision))
 
 
 def vector_tokens(token: str, num_vectors: int) -> list[str]:
@@ -94,12 +105,15 @@ class TextualInversionModule(pl.LightningModule):
     """Fits the embeddings of one or more placeholder tokens (num_vectors rows each) on concept images.
 
     Batches are (pixels [B, 3, H, W] in [-1, 1], prompts [B] with the placeholders already expanded). Each concept
-    trains apart (trains_jointly False); its learned weights are <folder>/<concept id>/learned_embeds.safetensors."""
+    trains apart (trains_jointly False); its learned weights are <folder>/<concept id>/learned_embeds.safetensors.
+    `frozen_dtype` (bfloat16/float16 under mixed precision): the frozen UNet and VAE are cast to it, halving
+    their memory; the text encoder and the trained rows stay float32."""
 
     trains_jointly = False
 
     def __init__(self, pipe, token: str | list[str], initializer: str | list[str], *, num_vectors: int = 1,
-                 lr: float = 5e-3, weight_decay: float = 0.0, gradient_checkpointing: bool = False):
+                 lr: float = 5e-3, weight_decay: float = 0.0, gradient_checkpointing: bool = False,
+                 frozen_dtype: Optional[torch.dtype] = None):
         super().__init__()
         from diffusers import DDPMScheduler
 
@@ -107,6 +121,9 @@ class TextualInversionModule(pl.LightningModule):
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         for m in (self.vae, self.unet, self.text_encoder):
             m.requires_grad_(False)
+        if frozen_dtype is not None:
+            self.vae.to(dtype=frozen_dtype)
+            self.unet.to(dtype=frozen_dtype)
         if gradient_checkpointing:  # as diffusers' textual_inversion example: the frozen nets recompute
             self.unet.enable_gradient_checkpointing()
             text = self.text_encoder  # transformers renamed it in 5.x; both exist for now
@@ -131,11 +148,12 @@ class TextualInversionModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         pixels, prompts = batch
         with torch.no_grad():
-            latents = self.vae.encode(pixels).latent_dist.sample() * self.vae.config.scaling_factor
+            latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.sample() * self.vae.config.scaling_factor
         noise = torch.randn_like(latents)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=self.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, t)  # q(x_t | x_0), DDPM eq. 4
-        eps_hat = self.unet(noisy, t, self.encode_text(list(prompts))).sample
+        text = self.encode_text(list(prompts)).to(self.unet.dtype)
+        eps_hat = self.unet(noisy.to(self.unet.dtype), t, text).sample
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, t)
         else:

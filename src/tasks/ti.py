@@ -17,7 +17,7 @@ from src.figures import save_folder_grids
 from src.loggers import log_table
 from src.models.sd_generation import generate_course_layout, generate_multi, multi_concept_prompts
 from src.models.sd_pipeline import pipeline_image_size
-from src.models.textual_inversion import TEMPLATES, expand_placeholder
+from src.models.textual_inversion import TEMPLATES, expand_placeholder, frozen_dtype
 from src.runtime import end_distributed, is_main_process
 from src.tasks.context import TaskRun, task_run
 
@@ -67,7 +67,8 @@ def fit_or_load(r: TaskRun, pipe, concepts: list[Concept]) -> None:
         if kind.saved_in(saved, ids):  # finished before a requeue
             kind.load_weights(pipe, saved, ids)
             continue
-        module = method(pipe, [concepts[i].token for i in group], [inits[i] for i in group])
+        module = method(pipe, [concepts[i].token for i in group], [inits[i] for i in group],
+                        frozen_dtype=frozen_dtype(r.cfg.trainer.precision))
         dataset = ConcatDataset([ConceptDataset(concepts[i].images, TEMPLATES[kinds[i]], expand_placeholder(
             concepts[i].token, concepts[i].token, module.num_vectors), size=size, repeats=r.cfg.data.repeats)
             for i in group])
@@ -90,8 +91,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         settings = dict(count=t.images_per_prompt, batch_size=t.batch_size,
                         num_inference_steps=t.num_inference_steps, guidance_scale=t.guidance_scale)
         multi = multi_concept_prompts(list(t.multi_prompts), concepts)
-        with r.timed("sample"):
+        with r.timed("sample"):  # under mixed precision the whole pipeline draws in its half dtype
             pipe.to(r.device)
+            if (half := frozen_dtype(cfg.trainer.precision)) is not None:
+                pipe.to(dtype=half)
             folders = generate_course_layout(pipe, concepts, r.out / "samples", seed=cfg.seed, **settings)
             folders.update(generate_multi(pipe, multi, r.out / "samples_multi", seed=cfg.seed, **settings))
         scorer = instantiate(cfg.scorer)(device=r.device)

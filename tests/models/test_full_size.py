@@ -104,3 +104,35 @@ def test_the_courses_face_unet_at_256_reproduces_its_gt_at_eta_0(tmp_path):
     assert "course" in done.stdout + done.stderr  # recognised as the course's model by its keys and shapes
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mse"] == 0.0
+
+
+@pytest.mark.skipif(not COURSE_YAML.is_file(), reason=f"the course's v1-inference.yaml is not at {COURSE_YAML}")
+def test_a_yaml_that_does_not_match_the_checkpoint_is_one_line(sd_v1, tmp_path):
+    """The course's sd-v1-4.ckpt read with an SD 2-style yaml (cross-attention of 1024, not 768)."""
+    from src.errors import CheckpointError
+    from src.models.sd_pipeline import load_sd_pipeline
+
+    text = COURSE_YAML.read_text()
+    assert "context_dim: 768" in text
+    wrong = tmp_path / "v2-inference.yaml"
+    wrong.write_text(text.replace("context_dim: 768", "context_dim: 1024"))
+    with pytest.raises(CheckpointError, match=r"sd-v1-4.ckpt: cannot load as a single-file Stable Diffusion "
+                                              r"checkpoint") as err:
+        load_sd_pipeline(sd_v1 / "sd-v1-4.ckpt", original_config=wrong, config=sd_v1 / "diffusers")
+    assert "\n" not in str(err.value)
+
+
+def test_a_clip_folder_without_its_tokenizer_is_one_line_and_writes_nothing(tmp_path, write_clip_course):
+    from src.standins.random_clip import write_random_clip
+
+    clip = write_random_clip(tmp_path / "clip-vit-b-32", size="vit-b-32")
+    for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (clip / name).unlink(missing_ok=True)
+    root = write_clip_course(tmp_path / "clip_zeroshot", {"0": "apple", "1": "bee"}, ["0_0.png", "1_0.png"])
+    out = tmp_path / "run"
+    done = src_run(["task=clip", f"model.weights={clip}", f"data.root={root}", "logger=none",
+                    "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"], tmp_path)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: model.weights={str(clip)!r}: ") and "tokenizer" in last, last
+    assert not (out / "metrics.json").exists()

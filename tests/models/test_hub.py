@@ -75,18 +75,31 @@ def test_clip_by_hub_id_downloads_once_then_runs_offline_from_the_cache(hub, tmp
 
 
 def test_the_course_preset_runs_ti_on_sd_and_the_graders_clip_by_hub_id(hub, tmp_path, cache_dir):
-    """task=ti +experiment=course: SD v1.4 and CLIP ViT-B/32 by id (here the tiny models the stand-in serves)."""
+    """task=ti +experiment=course: SD v1.4 and CLIP ViT-B/32 by id (here the tiny models the stand-in serves),
+    downloaded on the first run; the second, with HF_HUB_OFFLINE=1, asks nothing and draws the same images."""
     args = ["task=ti", "+experiment=course", "trainer.max_steps=2", "task.checkpoint_every=2",
-            "task.num_inference_steps=2", "task.batch_size=25", "task.concepts=[0]",
+            "task.num_inference_steps=2", "task.batch_size=5", "task.images_per_prompt=5", "task.concepts=[0]",
             "task.multi_prompts=[]", "data.embedded.size=32", "data.repeats=1", "logger=none",
-            "trainer.enable_progress_bar=false", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}"]
-    done = src_run(args, tmp_path, hf_home=tmp_path / "hf", endpoint=hub.url)
+            "trainer.enable_progress_bar=false", f"paths.cache_dir={cache_dir}"]
+    hf_home, start = tmp_path / "hf", len(hub.requests)
+    done = src_run([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, hf_home=hf_home, endpoint=hub.url)
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["grade/random_clip"] == 0.0 and "c0/p0/image_score" in metrics
-    repos = {path.split("/resolve/")[0].strip("/") for _, path in hub.requests if "/resolve/" in path}
+    repos = {path.split("/resolve/")[0].strip("/") for _, path in hub.requests[start:] if "/resolve/" in path}
     assert {SD_ID, CLIP_ID} <= repos
     assert "random tiny Stable Diffusion" not in done.stderr
+
+    asked = len(hub.requests)
+    again = src_run([*args, f"hydra.run.dir={tmp_path / 'again'}"], tmp_path, hf_home=hf_home, endpoint=hub.url,
+                    offline=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(hub.requests) == asked  # SD and the grader's CLIP from the cache, nothing asked
+    image = "samples/0/1/source0_prompt1_4.png"
+    assert (tmp_path / "again" / image).read_bytes() == (tmp_path / "run" / image).read_bytes()
+    scores = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert {k: scores[k] for k in metrics if "score" in k} == pytest.approx({k: v for k, v in metrics.items()
+                                                                           if "score" in k})
 
 
 def test_a_single_file_takes_its_configs_from_the_sd_repo_without_its_weights(hub, tmp_path):

@@ -190,3 +190,35 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradient(sd_dir):
         grads.append((loss.detach(), module.embedding.new_embeds.grad.clone()))
     (loss_a, grad_a), (loss_b, grad_b) = grads
     assert torch.allclose(loss_a, loss_b) and torch.allclose(grad_a, grad_b, atol=1e-6) and grad_a.abs().sum() > 0
+
+
+@pytest.mark.parametrize("module_name", ["textual_inversion", "custom_diffusion"])
+def test_under_mixed_precision_the_frozen_nets_are_held_in_bf16_and_the_trained_weights_in_fp32(sd_dir, module_name):
+    """diffusers' textual_inversion example: frozen UNet and VAE in the mixed-precision dtype, half their memory."""
+    from src.models.custom_diffusion import CustomDiffusionModule
+    from src.models.textual_inversion import frozen_dtype
+
+    cls = {"textual_inversion": TextualInversionModule, "custom_diffusion": CustomDiffusionModule}[module_name]
+    losses, grads = [], []
+    for precision in ("32-true", "bf16-mixed"):
+        pipe = load_sd_pipeline(sd_dir)
+        fp32_bytes = sum(p.numel() * p.element_size() for p in pipe.unet.parameters())
+        module = cls(pipe, ["<new1>"], ["cat"], frozen_dtype=frozen_dtype(precision))
+        half = precision == "bf16-mixed"
+        frozen = [p for p in [*pipe.unet.parameters(), *pipe.vae.parameters()] if not p.requires_grad]
+        assert {p.dtype for p in frozen} == {torch.bfloat16 if half else torch.float32}
+        trained = [p for p in module.parameters() if p.requires_grad]
+        assert trained and all(p.dtype == torch.float32 for p in trained)
+        assert pipe.text_encoder.dtype == torch.float32
+        frozen_bytes = sum(p.numel() * p.element_size() for p in pipe.unet.parameters() if not p.requires_grad)
+        assert frozen_bytes == (fp32_bytes // 2 if half else fp32_bytes)
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+            loss = module.training_step(next(iter(_batches(1))), 0)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(module.embedding.new_embeds.grad.clone())
+    assert losses[1] == pytest.approx(losses[0], rel=0.05)  # the same loss, to bf16's precision
+    assert grads[1].abs().sum() > 0
+    assert torch.nn.functional.cosine_similarity(grads[0].flatten(), grads[1].flatten(), dim=0) > 0.9
+    assert frozen_dtype("16-mixed") == torch.float16 and frozen_dtype("32-true") is None

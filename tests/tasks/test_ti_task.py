@@ -133,3 +133,14 @@ def test_training_loss_streams_to_the_logger_one_curve_per_concept(tmp_path, cac
     for c in ("c0", "c1"):
         losses = [float(r[f"{c}/train/loss"]) for r in rows if r.get(f"{c}/train/loss")]
         assert len(losses) >= 4 and all(loss > 0 for loss in losses)  # every step, and the final metrics
+
+
+def test_bf16_mixed_trains_and_draws_with_the_frozen_nets_in_bf16(tmp_path, cache_dir):
+    """trainer=gpu's precision on this CPU: the run trains, draws in bf16 and scores like a fp32 run."""
+    cfg = compose_config([*TINY_TI, f"paths.cache_dir={cache_dir}", "trainer.precision=bf16-mixed",
+                          "task.images_per_prompt=3", "task.batch_size=3", f"paths.output_dir={tmp_path / 'run'}"])
+    metrics = run(cfg)
+    assert metrics["c0/train/steps"] == 4 and 0.0 <= metrics["pass_rate"] <= 1.0
+    assert {f.name for f in (tmp_path / "run" / "samples" / "1" / "0").iterdir()} == {
+        f"source1_prompt0_{i}.png" for i in range(3)}
+    assert (tmp_path / "run" / "embeddings" / "0" / "learned_embeds.safetensors").is_file()
