@@ -11,7 +11,8 @@ from src.config import own_overrides
 def wandb_logger(output_dir: Path, *, run_name: str, job_type: str, config: dict, project: str, mode: str,
                  group: Optional[str] = None, tags: Optional[list] = None):
     """Lightning's WandbLogger for this job (logger=wandb), carrying the composed config. In a sweep, runs
-    share a group named after the sweep directory and carry their own overrides as tags."""
+    share a group named after the sweep directory, carry their own overrides as tags and, in the config
+    field sweep_variant, their overrides without the seed."""
     from lightning.pytorch.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -23,7 +24,8 @@ def wandb_logger(output_dir: Path, *, run_name: str, job_type: str, config: dict
     # Lightning always passes anonymous=None, which wandb >= 0.19 answers with a warning a user cannot act on
     # ("The anonymous setting has no effect"); the run is created lazily, so dropping it here is enough.
     logger._wandb_init.pop("anonymous", None)
-    logger.log_hyperparams(config)
+    variant = sweep_variant()
+    logger.log_hyperparams(config if variant is None else {**config, "sweep_variant": variant})
     return logger
 
 
@@ -46,6 +48,18 @@ def sweep_group_and_tags(group: Optional[str], tags: list[str]) -> tuple[Optiona
     if hc.mode == RunMode.MULTIRUN and group is None:
         group = str(hc.sweep.dir)
     return group, list(dict.fromkeys(t[:64] for t in [*tags, *own_overrides(hc.overrides.task)]))
+
+
+def sweep_variant() -> Optional[str]:
+    """In a sweep, the job's overrides without its seed (and task): the W&B config field `sweep_variant`, by
+    which the dashboard groups the seeds of one setting and averages them; None outside sweeps."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    own = [o for o in own_overrides(HydraConfig.get().overrides.task) if not o.startswith(("seed=", "task="))]
+    return ",".join(own) or "default"
 
 
 def log_images(logger: Any, images: dict[str, Path], step: Optional[int] = None) -> None:

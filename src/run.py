@@ -99,9 +99,19 @@ def one_job_sweep_if_launched(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    from hydra.errors import HydraException
+
+    from src.config import hydra_error_line
+
     try:
         check_removed_keys(sys.argv[1:])
     except ConfigError as err:
         sys.exit(f"error: {err}")
     sys.argv = one_job_sweep_if_launched(sys.argv)
-    main()
+    # Hydra then lets its errors through instead of printing them with a pointer to this variable: an unknown
+    # key or option, a bad override, becomes one line here. (A bug in a task still shows its traceback.)
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        main()
+    except HydraException as err:
+        sys.exit(f"error: {hydra_error_line(err)}")

@@ -53,3 +53,24 @@ def test_task_modules_hold_wiring_only():
     assert modules == {"__init__", "context", "clip", "digits", "evaluate", "faces", "ti"}
     for p in (SRC / "tasks").glob("*.py"):
         assert len(p.read_text().splitlines()) <= 130, p.name
+
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The modules a file imports when it is imported (not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", [*files("sweeps"), SRC.parent / "hydra_plugins" / "difflab" / "__init__.py",
+                                  SRC / "report.py"], ids=lambda p: p.name)
+def test_sweeps_and_plugins_load_without_torch_or_optuna(path):
+    """Hydra imports hydra_plugins (and so src/sweeps) in every `python -m src.run`, --help included: no torch
+    anywhere in them, and optuna only inside the functions that run a study."""
+    assert offending(path, ("torch", "lightning", "diffusers", "transformers")) == []
+    assert not any(m == "optuna" or m.startswith("optuna.") for m in top_level_imports(path))

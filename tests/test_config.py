@@ -36,9 +36,12 @@ def test_every_option_composes_and_validates(group, option):
     assert cfg.task.name in TASKS
 
 
+REQUIRED = {"optuna_digits": ["ckpt_path=x.ckpt"]}  # what a preset asks the command to name
+
+
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_preset_composes(experiment):
-    validate(compose_config([f"+experiment={experiment}", "paths.output_dir=/tmp/x"]))
+    validate(compose_config([f"+experiment={experiment}", "paths.output_dir=/tmp/x", *REQUIRED.get(experiment, [])]))
 
 
 def test_objects_instantiate_from_the_default_config():

@@ -59,27 +59,128 @@ def test_long_sweep_names_are_cut_and_keep_a_hash(monkeypatch):
     assert len(long) == 73 and long[:64] == sweep_name()[:64] and long != sweep_name()
 
 
-@pytest.mark.slow
-def test_failing_job_keeps_the_others_and_a_rerun_skips_them(tmp_path, tiny_faces_overrides):
-    env = {**os.environ, "DIFFLAB_CACHE": str(tmp_path / "cache")}
-    args = ["-m", "task=faces", "sampler.eta=0,2,1", *tiny_faces_overrides, "logger=none"]
-    first = run_src(args, tmp_path, env)
-    assert first.returncode != 0
-    (sweep,) = (tmp_path / "multirun" / "faces").iterdir()
-    assert sweep.name.startswith("sampler.eta=0,2,1,")
-    assert (sweep / "0" / "metrics.json").is_file() and (sweep / "2" / "metrics.json").is_file()
-    assert not (sweep / "1" / "metrics.json").exists()
-    assert "sampler.eta=2.0: expected a value in [0, 1]" in (sweep / "1" / "run.log").read_text()
+def sweep_env(tmp_path) -> dict:
+    return {**os.environ, "DIFFLAB_CACHE": str(tmp_path / "cache")}
 
-    subprocess.run([sys.executable, "-m", "src.report", str(sweep)], check=True, capture_output=True)
+
+def stderr_lines(done) -> list[str]:
+    """What the launching command said, without the jobs' log lines."""
+    return [line for line in done.stderr.splitlines() if line and not line.startswith("[")]
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_one_line_the_others_finish_and_a_rerun_skips_them(tmp_path, tiny_faces_overrides):
+    missing = tmp_path / "missing" / "UNet.pt"
+    args = ["-m", "task=faces", f"model.weights=null,{missing}", "sampler.eta=0.5", *tiny_faces_overrides,
+            "task.figures=false", "logger=none"]
+    first = run_src(args, tmp_path, sweep_env(tmp_path))
+    assert first.returncode == 1
+    said = stderr_lines(first)
+    error = f"{missing}: no such file; expected the face UNet's weights (model.weights)"
+    assert said == [f"job 1 failed (model.weights={missing}): {error}",
+                    f"sweep {first_sweep(tmp_path).relative_to(tmp_path)}: 2 job(s): 1 done, 1 failed",
+                    f"error: 1 of 2 job(s) failed (above); their errors are in <job dir>/error.txt, their states in: "
+                    f"python -m src.report {first_sweep(tmp_path).relative_to(tmp_path)}"]
+    sweep = first_sweep(tmp_path)
+    assert (sweep / "0" / "metrics.json").is_file() and not (sweep / "1" / "metrics.json").exists()
+    assert (sweep / "1" / "error.txt").read_text().strip() == error
+    registry = json.loads((sweep / ".difflab" / "jobs.json").read_text())
+    assert sorted(registry) == ["0", "1"] and f"model.weights={missing}" in registry["1"]["overrides"]
+
+    report = subprocess.run([sys.executable, "-m", "src.report", str(sweep)], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert "   1  failed   model.weights=" in report.stdout and f"      {error}" in report.stdout
+    assert "2 job(s): 1 done, 1 failed" in report.stdout
     rows = list(csv.DictReader((sweep / "report.csv").open()))
-    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert [(r["status"], r["error"]) for r in rows] == [("ok", ""), ("failed", error)]
 
     mtime = (sweep / "0" / "metrics.json").stat().st_mtime_ns
-    again = run_src(args, tmp_path, env)
-    assert again.returncode != 0  # job 1 fails again: its value is still invalid
-    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == mtime
-    assert "skipping" in (sweep / "2" / "run.log").read_text()
+    again = run_src(args, tmp_path, sweep_env(tmp_path))
+    assert again.returncode == 1  # job 1 fails again: its file is still missing
+    assert "2 job(s): 0 done, 1 skipped (finished earlier), 1 failed" in again.stderr
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == mtime  # not run again
+
+
+def first_sweep(tmp_path):
+    (sweep,) = (tmp_path / "multirun" / "faces").iterdir()
+    return sweep
+
+
+@pytest.mark.slow
+def test_fail_fast_stops_at_the_first_failure(tmp_path, tiny_faces_overrides):
+    missing = tmp_path / "missing.pt"
+    done = run_src(["-m", "task=faces", f"model.weights={missing},null", *tiny_faces_overrides, "logger=none",
+                    "sweep.fail_fast=true"], tmp_path, sweep_env(tmp_path))
+    assert done.returncode == 1
+    assert "2 job(s): 0 done, 1 failed, 1 not run (fail_fast)" in done.stderr
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+@pytest.mark.slow
+def test_dry_run_lists_the_jobs_and_their_fate_and_runs_nothing(tmp_path, tiny_faces_overrides):
+    args = ["-m", "task=faces", "sampler.eta=0,1", *tiny_faces_overrides, "logger=none", "task.figures=false"]
+    before = run_src(["-m", "task=faces", "sampler.eta=0", *tiny_faces_overrides, "logger=none", "task.figures=false",
+                      "hydra.sweep.dir=multirun/faces/eta", "hydra.sweep.subdir=0"], tmp_path, sweep_env(tmp_path))
+    assert before.returncode == 0, before.stderr[-2000:]
+    files = sorted(p for p in tmp_path.rglob("*") if "cache" not in p.parts)
+    dry = run_src([*args, "hydra.sweep.dir=multirun/faces/eta", "sweep.dry_run=true"], tmp_path, sweep_env(tmp_path))
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    sweep = tmp_path / "multirun" / "faces" / "eta"
+    assert dry.stdout.splitlines() == [
+        "dry run: 2 job(s) in multirun/faces/eta; nothing is run or submitted",
+        "  job 0: sampler.eta=0", f"    dir {sweep / '0'}", "    finished: skipped (metrics.json)",
+        "  job 1: sampler.eta=1", f"    dir {sweep / '1'}", "    would run"]
+    assert sorted(p for p in tmp_path.rglob("*") if "cache" not in p.parts) == files  # nothing written
+
+
+@pytest.mark.parametrize("args,said", [
+    (["sampler.eta=0,0.5,2"], ["job 2 (sampler.eta=2): sampler.eta=2.0: expected a value in [0, 1]",
+                               "error: 1 of 3 jobs have bad values (above); nothing was run or submitted"]),
+    (["seed=0,1,a"], ["job 2 (seed=a): seed='a': expected an integer",
+                      "error: 1 of 3 jobs have bad values (above); nothing was run or submitted"]),
+    (["sampler.etta=0,1"], ["job 0 (sampler.etta=0): Could not override 'sampler.etta'; Key 'etta' not in "
+                            "'DDIMSamplerConfig'; To append to your config use +sampler.etta=0",
+                            "job 1 (sampler.etta=1): Could not override 'sampler.etta'; Key 'etta' not in "
+                            "'DDIMSamplerConfig'; To append to your config use +sampler.etta=1",
+                            "error: 2 of 2 jobs have bad values (above); nothing was run or submitted"]),
+    (["hydra/launcher=slurm"], ["error: In 'hydra/config': Could not find 'hydra/launcher/slurm'; Available options "
+                                "in 'hydra/launcher': basic, submitit_local, submitit_slurm"]),
+    (["hydra/sweeper=grid"], ["error: In 'hydra/config': Could not find 'hydra/sweeper/grid'; Available options in "
+                              "'hydra/sweeper': basic, optuna"]),
+    (["sweep.wait=false"], ["error: sweep.wait=false: only a SLURM sweep can be left running; expected "
+                            "hydra/launcher=submitit_slurm, or sweep.wait=true"]),
+    (["sweep.dry_run=maybe"], ["error: sweep.dry_run='maybe': expected true or false"]),
+])
+def test_bad_sweeps_are_one_line_each_before_any_job_starts(tmp_path, args, said):
+    done = run_src(["-m", "task=faces", *args, "logger=none"], tmp_path, sweep_env(tmp_path))
+    assert done.returncode == 1
+    assert stderr_lines(done) == said
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob(".hydra"))
+
+
+@pytest.mark.slow
+def test_a_sweep_over_seeds_is_reported_per_setting_and_grouped_in_wandb(tmp_path, tiny_faces_overrides):
+    from helpers.wandb_records import run_config
+
+    done = run_src(["-m", "task=faces", "sampler.eta=0,1", "seed=0,1", *tiny_faces_overrides, "task.figures=false",
+                    "hydra.sweep.dir=sweep"], tmp_path, sweep_env(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    sweep = tmp_path / "sweep"
+    assert subprocess.run([sys.executable, "-m", "src.report", str(sweep)], capture_output=True).returncode == 0
+    mse = {(r["sampler.eta"], r["seed"]): float(r["mse"]) for r in csv.DictReader((sweep / "report.csv").open())}
+    seeds = list(csv.DictReader((sweep / "report_seeds.csv").open()))
+    assert [(r["sampler.eta"], r["n"], r["seeds"]) for r in seeds] == [("0", "2", "0 1"), ("1", "2", "0 1")]
+    one = [mse[("1", "0")], mse[("1", "1")]]
+    assert float(seeds[1]["mse mean"]) == pytest.approx(sum(one) / 2, rel=1e-5)
+    assert float(seeds[1]["mse std"]) == pytest.approx(abs(one[0] - one[1]) / 2 ** 0.5, rel=1e-5)
+    assert "## Over seeds" in (sweep / "report.md").read_text() and (sweep / "report_sampler.eta.png").is_file()
+    variants = {}
+    for job in range(4):
+        (run,) = (sweep / str(job) / "wandb").glob("offline-run-*")
+        config = run_config(run)
+        variants.setdefault(config["sweep_variant"], set()).add(config["seed"])
+    assert len(variants) == 2 and all(seeds == {0, 1} for seeds in variants.values())
+    assert all(v.startswith("sampler.eta=") and "seed=" not in v for v in variants)
 
 
 @pytest.mark.slow

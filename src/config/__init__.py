@@ -116,8 +116,9 @@ class RememberSweepOverrides(Callback):
 
 
 def own_overrides(overrides) -> list[str]:
-    """The overrides that shape the experiment: all but Hydra's own (hydra.*, hydra/..., also with + or ~)."""
-    return [str(o) for o in overrides if not str(o).lstrip("+~").startswith(("hydra.", "hydra/"))]
+    """The overrides that shape the experiment: all but Hydra's own (hydra.*, hydra/..., also with + or ~)
+    and how the sweep goes (sweep.dry_run, sweep.fail_fast, sweep.wait)."""
+    return [str(o) for o in overrides if not str(o).lstrip("+~").startswith(("hydra.", "hydra/", "sweep."))]
 
 
 def sweep_name() -> str:
@@ -132,6 +133,26 @@ def sweep_name() -> str:
     if len(name) > 80:
         name = f"{name[:64]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
     return name
+
+
+def hydra_error_line(err: BaseException) -> str:
+    """Hydra's multi-line composition errors as one line: the message, the OmegaConf error under it, lists of
+    options joined ("Available options in 'hydra/launcher': basic, submitit_local, submitit_slurm"), the
+    search path and OmegaConf's key dumps left out, and the `+key=value` hint last."""
+    text = "\n".join([str(err).split("Config search path:")[0], str(err.__cause__ or "")])
+    lines = [line.strip() for line in text.splitlines() if line.strip()
+             and not line.strip().startswith(("full_key:", "object_type=", "reference_type=", "Set the environment"))]
+    parts: list[str] = []
+    listing = False
+    for line in dict.fromkeys(lines):
+        if listing and not line.endswith(":"):
+            if not line.endswith("_schema"):  # the schemas of a group are not options to choose
+                parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+            continue
+        parts.append(line.rstrip("."))
+        listing = line.endswith(":")
+    hints = [p for p in parts if p.startswith("To append")]
+    return "; ".join([p for p in parts if p not in hints] + hints)
 
 
 def option_list() -> str:
@@ -153,7 +174,7 @@ def register_configs() -> None:
 
 
 ROOT_KEYS = {"task", "data", "model", "scheduler", "sampler", "guidance", "judge", "scorer", "trainer", "logger",
-             "prompt", "ti", "paths", "seed", "skip_finished", "ckpt_path"}
+             "prompt", "ti", "paths", "seed", "skip_finished", "ckpt_path", "sweep"}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -165,6 +186,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("task.name is missing: every conf/task/*.yaml sets it")
     schema.check(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), "seed", cfg.seed, "an integer")
     schema.check(isinstance(cfg.skip_finished, bool), "skip_finished", cfg.skip_finished, "true or false")
+    for key in ("dry_run", "fail_fast", "wait"):
+        schema.check(isinstance(cfg.sweep[key], bool), f"sweep.{key}", cfg.sweep[key], "true or false")
+    if cfg.task.name == "digits" and cfg.task.train is False and cfg.get("ckpt_path") is None:
+        raise ConfigError("task.train=false needs ckpt_path=<a checkpoint of task=digits>")
     try:
         obj = OmegaConf.to_object(cfg)
     except MissingMandatoryValue as err:  # a ??? that the command did not set (task.folder of task=evaluate)

@@ -1,4 +1,4 @@
-"""Read the run record (name, group, job type, tags) back from an offline W&B run's .wandb file."""
+"""Read the run record (name, group, job type, tags) and the config back from an offline W&B run's .wandb file."""
 from __future__ import annotations
 
 import struct
@@ -34,3 +34,21 @@ def run_record(run_dir: Path):
         if rec.WhichOneof("record_type") == "run":
             return rec.run
     raise AssertionError(f"no run record in {path}")
+
+
+def run_config(run_dir: Path) -> dict:
+    """The run's config as W&B holds it: the run record's and every later config update, merged."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = Path(run_dir).glob("run-*.wandb")
+    config: dict = {}
+    for chunk in _chunks(path.read_bytes()):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(chunk)
+        kind = rec.WhichOneof("record_type")
+        items = rec.run.config.update if kind == "run" else rec.config.update if kind == "config" else []
+        for item in items:
+            config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return config

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers.slurm import ON_LOCAL_SLURM, array_job_ids, run_src, sacct_states, start_src
+from helpers.slurm import ON_LOCAL_SLURM, array_job_ids, run_src, sacct_states, src_run_env, start_src
 from helpers.wandb_records import run_record
+
+
+def said(done, stream: str = "stderr") -> list[str]:
+    """What the launching command printed (stderr or stdout), without its log lines."""
+    return [line for line in getattr(done, stream).splitlines() if line and not line.startswith("[")]
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +61,10 @@ def test_rerunning_the_sweep_skips_finished_jobs_and_reruns_the_missing_one(face
     assert [p.name for p in (cwd / "multirun" / "faces").iterdir()] == [sweep.name]
     for i in (0, 2):
         assert (sweep / str(i) / "metrics.json").stat().st_mtime_ns == before[i]
-        assert "skipping" in (sweep / str(i) / "run.log").read_text()
+    assert "3 job(s): 1 done, 2 skipped (finished earlier), 0 failed" in again.stderr
     assert json.loads((sweep / "1" / "metrics.json").read_text())["mse"] == pytest.approx(mse_1)
     second = array_job_ids(sweep)[-1]
-    assert sacct_states(second) == {f"{second}_{i}": ["COMPLETED"] for i in range(3)}
+    assert sacct_states(second) == {second: ["COMPLETED"]}  # job 1 alone was submitted: not an array
 
 
 def test_tiny_digits_sweep_on_slurm_writes_every_metrics_json(slurm, tmp_path, tiny_overrides):
@@ -169,3 +175,67 @@ def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(slurm, tmp
     resumed = json.loads((sweep / "0" / "metrics.json").read_text())
     assert drop(resumed) == drop(json.loads((tmp_path / "reference" / "metrics.json").read_text()))
     assert resumed["train/steps"] == 600
+
+
+def test_dry_run_prints_the_sbatch_script_and_submits_nothing(slurm, tmp_path, tiny_faces_overrides):
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    before = subprocess.run(["sacct", "-X", "-n", "-o", "JobID"], capture_output=True, text=True, env=env).stdout
+    done = run_src(["-m", *FACES, *tiny_faces_overrides, *ON_LOCAL_SLURM, "hydra.launcher.array_parallelism=2",
+                    "hydra.sweep.dir=sweep", "sweep.dry_run=true"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert out.startswith("dry run: 3 job(s) in sweep; nothing is run or submitted")
+    assert out.count("would run") == 3 and "SLURM: one array of 3 job(s), at most 2 at a time" in out
+    assert "#SBATCH --array=0-2%2" in out and "#SBATCH --partition=debug" in out and "submitit.core._submit" in out
+    assert not (tmp_path / "sweep").exists()
+    assert subprocess.run(["sacct", "-X", "-n", "-o", "JobID"], capture_output=True, text=True,
+                          env=env).stdout == before
+
+
+def test_a_failed_job_ends_failed_and_fail_fast_cancels_the_rest_of_the_array(slurm, tmp_path, tiny_faces_overrides):
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    missing = tmp_path / "missing.pt"
+    done = run_src(["-m", "task=faces", f"model.weights={missing},null,null", *tiny_faces_overrides, *ON_LOCAL_SLURM,
+                    "hydra.launcher.array_parallelism=1", "sweep.fail_fast=true", "hydra.sweep.dir=sweep"], tmp_path, env)
+    assert done.returncode == 1
+    lines = said(done)
+    assert lines[0] == "sweep.fail_fast: job 0 failed; cancelling 2 other job(s)"
+    assert lines[1] == (f"job 0 failed (model.weights={missing}): {missing}: no such file; expected the face UNet's "
+                        "weights (model.weights)")
+    assert lines[2] == "sweep sweep: 3 job(s): 0 done, 1 failed, 2 not run (fail_fast)"
+    assert lines[3].startswith("error: 1 of 3 job(s) failed") and len(lines) == 4
+    (array,) = array_job_ids(tmp_path / "sweep")
+    states = sacct_states(array)
+    assert states[f"{array}_0"] == ["FAILED"]  # a difflab error is a non-zero exit, not COMPLETED
+    assert all(state[-1] == "CANCELLED" for task, state in states.items() if task != f"{array}_0"), states
+    assert not list((tmp_path / "sweep").rglob("metrics.json"))
+
+
+def test_submit_and_leave_then_report_states_and_never_submit_twice(slurm, tmp_path, tiny_faces_overrides):
+    env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    args = ["-m", *FACES, *tiny_faces_overrides, *ON_LOCAL_SLURM, "hydra.launcher.array_parallelism=1",
+            "hydra.sweep.dir=sweep", "sweep.wait=false"]
+    t0 = time.time()
+    first = run_src(args, tmp_path, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (array,) = array_job_ids(tmp_path / "sweep")
+    assert said(first, "stdout") == [
+        f"submitted 3 job(s) to SLURM (job {array}); they run without this command",
+        *(f"  job {i}: {array}_{i}  sampler.eta={eta}" for i, eta in enumerate(["0", "0.5", "1.0"])),
+        "their state, and the report once they are done: python -m src.report sweep"]
+
+    again = run_src(args, tmp_path, env)  # at most one job runs at a time: two are still queued
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"  job 2: still queued as {array}_2  sampler.eta=1.0" in again.stdout
+    assert array_job_ids(tmp_path / "sweep") == [array]  # nothing submitted twice
+    status = subprocess.run([sys.executable, "-m", "src.report", "sweep"], cwd=tmp_path, env=src_run_env(env),
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and "still pending or running" in status.stdout
+    assert f"   2  pending  sampler.eta=1.0  {array}_2" in status.stdout
+    assert not (tmp_path / "sweep" / "report.md").exists()
+    assert time.time() - t0 < 60  # neither command waited for the jobs
+
+    sacct_states(array, settle=300)  # until none is pending or running
+    status = subprocess.run([sys.executable, "-m", "src.report", "sweep"], cwd=tmp_path, env=src_run_env(env),
+                            capture_output=True, text=True)
+    assert "3 job(s): 3 done" in status.stdout and (tmp_path / "sweep" / "report.md").is_file()

@@ -1,0 +1,1 @@
+"""Sweeps: difflab's launchers and sweepers (conf/hydra/launcher, conf/hydra/sweeper)."""
