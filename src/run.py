@@ -39,11 +39,17 @@ def finished_metrics(cfg: DictConfig) -> dict[str, float] | None:
         return None  # written atomically, so never half-written; unreadable means edited: run again
 
 
-def check_launch(cfg: DictConfig) -> None:
+def check_launch(cfg: DictConfig, tasks_per_node: int | None = None) -> None:
     """Lightning starts the extra DDP processes of a local run by re-running the command line, which in
-    a local multirun would start the whole sweep again in each: refuse that combination."""
+    a local multirun would start the whole sweep again in each: refuse that combination. On SLURM the
+    ranks are SLURM's tasks, one per device (`tasks_per_node`: the SLURM launcher's, when planning)."""
     devices = cfg.trainer.devices
     many = isinstance(devices, int) and devices > 1 or str(devices) == "-1"
+    if tasks_per_node is not None:
+        if isinstance(devices, int) and devices > 1 and tasks_per_node != devices:
+            raise ConfigError(f"trainer.devices={devices} with hydra.launcher.tasks_per_node={tasks_per_node}: "
+                              f"Lightning takes one rank per SLURM task; set hydra.launcher.tasks_per_node={devices}")
+        return
     if many and in_multirun() and "SLURM_NTASKS" not in os.environ:
         raise ConfigError(f"trainer.devices={devices} in a local multirun: Lightning would re-run the whole "
                           "sweep in every DDP process; run the jobs one by one, or on SLURM with "

@@ -107,6 +107,21 @@ def first_sweep(tmp_path):
 
 
 @pytest.mark.slow
+def test_submitit_local_jobs_fail_the_same_way(tmp_path, tiny_faces_overrides):
+    """hydra/launcher=submitit_local: the SLURM code path in local processes, failures reported alike."""
+    missing = tmp_path / "missing.pt"
+    done = run_src(["-m", "task=faces", f"model.weights={missing},null", *tiny_faces_overrides, "logger=none",
+                    "task.figures=false", "hydra/launcher=submitit_local", "hydra.sweep.dir=sweep"], tmp_path,
+                   sweep_env(tmp_path))
+    assert done.returncode == 1
+    error = f"{missing}: no such file; expected the face UNet's weights (model.weights)"
+    assert stderr_lines(done)[:2] == [f"job 0 failed (model.weights={missing}): {error}",
+                                      "sweep sweep: 2 job(s): 1 done, 1 failed"]
+    assert (tmp_path / "sweep" / "0" / "error.txt").read_text().strip() == error
+    assert (tmp_path / "sweep" / "1" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
 def test_fail_fast_stops_at_the_first_failure(tmp_path, tiny_faces_overrides):
     missing = tmp_path / "missing.pt"
     done = run_src(["-m", "task=faces", f"model.weights={missing},null", *tiny_faces_overrides, "logger=none",
@@ -201,6 +216,20 @@ def test_ddp_in_a_local_multirun_is_refused(tmp_path):
                    {**os.environ, "DIFFLAB_CACHE": str(tmp_path / "cache")})
     assert done.returncode != 0
     assert "trainer.devices=2 in a local multirun" in done.stderr
+
+
+def test_ddp_on_slurm_is_planned_when_the_tasks_match_the_devices(tmp_path):
+    """On SLURM the ranks are SLURM tasks: tasks_per_node=2 is planned (dry run), 1 is refused before sbatch."""
+    args = ["-m", "task=digits", "trainer=ddp_cpu", "seed=0,1", "hydra/launcher=submitit_slurm",
+            "sweep.dry_run=true"]
+    env = {**os.environ, "DIFFLAB_CACHE": str(tmp_path / "cache")}
+    ok = run_src([*args, "hydra.launcher.tasks_per_node=2"], tmp_path, env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "#SBATCH --ntasks-per-node=2" in ok.stdout + ok.stderr
+    bad = run_src(args, tmp_path, env)
+    assert bad.returncode == 1
+    assert "trainer.devices=2 with hydra.launcher.tasks_per_node=1: Lightning takes one rank per SLURM task; " \
+           "set hydra.launcher.tasks_per_node=2" in bad.stderr
 
 
 @pytest.mark.parametrize("argv,multirun", [

@@ -106,7 +106,9 @@ def validate_job(sweep_config: DictConfig) -> None:
         with read_write(task_cfg), open_dict(task_cfg):
             del task_cfg["hydra"]
         validate(task_cfg)
-        check_launch(task_cfg)
+        launcher = cfg.hydra.launcher
+        on_slurm = str(launcher.get("_target_", "")).endswith("SlurmLauncher")
+        check_launch(task_cfg, int(launcher.tasks_per_node) if on_slurm else None)
     finally:
         hydra_config.cfg = saved
 

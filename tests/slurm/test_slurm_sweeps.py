@@ -214,10 +214,12 @@ def test_a_failed_job_ends_failed_and_fail_fast_cancels_the_rest_of_the_array(sl
 def test_submit_and_leave_then_report_states_and_never_submit_twice(slurm, tmp_path, tiny_faces_overrides):
     env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
     args = ["-m", *FACES, *tiny_faces_overrides, *ON_LOCAL_SLURM, "hydra.launcher.array_parallelism=1",
-            "hydra.sweep.dir=sweep", "sweep.wait=false"]
+            "hydra.sweep.dir=sweep", "sweep.wait=false", "sweep.fail_fast=true"]
     t0 = time.time()
     first = run_src(args, tmp_path, env)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert said(first) == ["sweep.fail_fast does not apply: sweep.wait=false leaves the jobs running without this "
+                           "command"]
     (array,) = array_job_ids(tmp_path / "sweep")
     assert said(first, "stdout") == [
         f"submitted 3 job(s) to SLURM (job {array}); they run without this command",
