@@ -111,8 +111,9 @@ class DigitsUNetConfig:
 
 @dataclass
 class DigitClassifiersConfig:
-    """The judges of generated digits: one DigitNet per domain trained once on real images (cached), or for
-    mnistm the course's LeNet when mnistm_weights names its Classifier.pth."""
+    """The judges of generated digits: one DigitNet per domain trained once on real images (cached), or the
+    course grader's: its MNIST-M LeNet (mnistm_weights: Classifier.pth), its SVHN ResNet-34 (svhn_weights: a
+    pytorch_model.bin or the Hub id edadaltocg/resnet34_svhn)."""
 
     _target_: str = "src.eval.judges.load_judges"
     _partial_: bool = True
@@ -121,6 +122,7 @@ class DigitClassifiersConfig:
     lr: float = 3e-3
     min_val_acc: float = 0.98
     mnistm_weights: Optional[str] = None
+    svhn_weights: Optional[str] = None
 
     def check(self, key: str) -> None:
         check(self.epochs >= 1, f"{key}.epochs", self.epochs, "an integer >= 1")

@@ -9,23 +9,27 @@ from typing import Optional
 from torch import Tensor, nn
 
 from src.eval.classifiers import cached_val_accuracies, load_course_classifier, load_or_train_classifiers
+from src.eval.resnet_svhn import load_svhn_classifier
 
 log = logging.getLogger(__name__)
 
 
 def load_judges(data_root: Path, *, cache_dir: Path, domains: list[str], seed: int, epochs: int, batch_size: int,
                 lr: float, min_val_acc: float, mnistm_weights: Optional[str] = None,
-                ) -> tuple[dict[str, nn.Module], dict[str, float]]:
+                svhn_weights: Optional[str] = None) -> tuple[dict[str, nn.Module], dict[str, float]]:
     """One DigitNet per domain (trained once on real images, cached) and their `{domain}/classifier_val_acc`;
-    mnistm_weights (the course's Classifier.pth) swaps in the course's MNIST-M LeNet."""
-    course = {"mnistm": mnistm_weights} if mnistm_weights is not None and "mnistm" in domains else {}
+    the course grader's classifiers replace them where named: mnistm_weights (its Classifier.pth, a LeNet),
+    svhn_weights (its resnet34_svhn: a file or the Hub id edadaltocg/resnet34_svhn)."""
+    loaders = {"mnistm": (mnistm_weights, lambda w: load_course_classifier(Path(w).expanduser())),
+               "svhn": (svhn_weights, load_svhn_classifier)}
+    course = {d: loaders[d] for d in domains if d in loaders and loaders[d][0] is not None}
     ours = tuple(d for d in domains if d not in course)
     kw = dict(domains=ours, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     judges = load_or_train_classifiers(data_root, Path(cache_dir), min_val_acc=min_val_acc, **kw)
     accs = cached_val_accuracies(data_root, Path(cache_dir), **kw)
-    for domain, weights in course.items():
-        judges[domain] = load_course_classifier(Path(weights).expanduser())
-        log.info("%s judged by the course classifier %s", domain, weights)
+    for domain, (weights, load) in course.items():
+        judges[domain] = load(weights)
+        log.info("%s judged by the course grader's classifier %s", domain, weights)
     return {d: judges[d] for d in domains}, accs
 
 

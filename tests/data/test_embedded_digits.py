@@ -64,11 +64,28 @@ def test_loader_reads_generated_folder(root: Path) -> None:
     assert x.float().std() > 10  # not blank
 
 
-def test_train_and_val_digit_sources_are_disjoint() -> None:
+def test_train_and_val_draw_on_disjoint_real_mnist_digits() -> None:
     train, val = embedded_digits.digit_pool("train"), embedded_digits.digit_pool("val")
-    assert sum(map(len, val)) == embedded_digits.VAL_POOL
-    assert sum(map(len, train)) + sum(map(len, val)) == 1797
-    assert all(len(pool) > 0 for pool in train + val)
+    assert [len(p) for p in val] == [100] * 10 and [len(p) for p in train] == [400] * 10
+    assert all(p.shape[1:] == (28, 28) and p.dtype == np.float32 for p in train + val)
+    for k in range(10):  # no val digit is also a train digit
+        flat_train = {d.tobytes() for d in train[k]}
+        assert not any(d.tobytes() in flat_train for d in val[k])
+    # MNIST's layout: white strokes on black, the ink's centre of mass near the middle of 28x28
+    mean = np.mean(np.concatenate(val), axis=0)
+    rows, cols = np.indices(mean.shape)
+    assert abs((rows * mean).sum() / mean.sum() - 13.5) < 1.5 and abs((cols * mean).sum() / mean.sum() - 13.5) < 1.5
+    assert mean[:2].max() < 0.05 and mean[-2:].max() < 0.05 and mean.max() > 0.3
+
+
+def test_the_course_classifier_reads_the_embedded_mnistm_val_set(tmp_path: Path) -> None:
+    """Data v2 is MNIST-M-like as the course's own classifier sees it: >= 95% of the default val set."""
+    from src.data.digits import load_digit_split
+    from src.eval.classifiers import classify, load_course_classifier
+    root = generate_digits(tmp_path / "digits", seed=0, n_train=10, n_val=1000)
+    x, y = load_digit_split(root / "mnistm", "val")
+    lenet = load_course_classifier(Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "course" / "Classifier.pth")
+    assert (classify(lenet, x) == y).float().mean().item() >= 0.95
 
 
 def test_failure_midway_leaves_no_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +114,7 @@ def test_ensure_generates_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="src.cache"):  # the one cache helper says what it built
         path = ensure_embedded_digits(tmp_path, seed=3, n_train=N_TRAIN, n_val=N_VAL)
-    assert path == tmp_path / f"digits-v1-seed3-train{N_TRAIN}-val{N_VAL}"
+    assert path == tmp_path / f"digits-v2-seed3-train{N_TRAIN}-val{N_VAL}"
     assert (path / "mnistm" / "val.csv").is_file()
     built = [r.getMessage() for r in caplog.records if r.name == "src.cache"]
     assert len(built) == 1 and "built embedded digits" in built[0]

@@ -14,16 +14,26 @@ from helpers.slurm import ROOT
 from src.errors import CheckpointError, ConfigError
 
 CLIP_ID, SD_ID = "openai/clip-vit-base-patch32", "CompVis/stable-diffusion-v1-4"
+SVHN_ID = "edadaltocg/resnet34_svhn"
+COURSE_CLASSIFIER = ROOT.parent / "shared" / "fixtures" / "course" / "Classifier.pth"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, tiny_clip):
     """The Hub stand-in serving the tiny CLIP as openai/clip-vit-base-patch32 and the tiny SD as
-    CompVis/stable-diffusion-v1-4 (both in the layout save_pretrained writes, as on the Hub)."""
+    CompVis/stable-diffusion-v1-4 (both in the layout save_pretrained writes, as on the Hub), and a
+    random-weight resnet34_svhn as edadaltocg/resnet34_svhn (its pytorch_model.bin, as detectors publishes it)."""
+    import torch
+
+    from src.eval.resnet_svhn import ResNet34SVHN
     from src.standins.tiny_sd import write_tiny_sd
 
     sd = write_tiny_sd(tmp_path_factory.mktemp("hub") / "sd", image_size=32)
-    with HubServer({CLIP_ID: tiny_clip, SD_ID: sd}) as server:
+    svhn = tmp_path_factory.mktemp("hub") / "resnet34_svhn"
+    svhn.mkdir()
+    torch.manual_seed(0)
+    torch.save(ResNet34SVHN().state_dict(), svhn / "pytorch_model.bin")
+    with HubServer({CLIP_ID: tiny_clip, SD_ID: sd, SVHN_ID: svhn}) as server:
         yield server
 
 
@@ -100,6 +110,41 @@ def test_the_course_preset_runs_ti_on_sd_and_the_graders_clip_by_hub_id(hub, tmp
     scores = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert {k: scores[k] for k in metrics if "score" in k} == pytest.approx({k: v for k, v in metrics.items()
                                                                            if "score" in k})
+
+
+def test_the_course_preset_scores_a_folder_with_the_graders_classifiers(hub, tmp_path, cache_dir, tiny_overrides):
+    """task=evaluate +experiment=course: SVHN judged by resnet34_svhn fetched by Hub id (once), MNIST-M by the
+    course's Classifier.pth; a second run offline from the cache gives the same scores."""
+    from src.data.embedded_digits import resolve_data_root
+    from tests.tasks.test_evaluate_task import write_real_as_generated
+
+    data = [o for o in tiny_overrides if o.startswith("data.embedded.")]
+    n = {o.split("=")[0].rsplit(".", 1)[1]: int(o.split("=")[1]) for o in data}
+    write_real_as_generated(resolve_data_root(None, cache_dir, seed=0, **n), tmp_path / "generated")
+    args = ["task=evaluate", "+experiment=course", f"task.folder={tmp_path / 'generated'}", *data,
+            f"judge.mnistm_weights={COURSE_CLASSIFIER}", f"paths.cache_dir={cache_dir}"]
+    hf_home, start = tmp_path / "hf", len(hub.requests)
+    done = src_run([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, hf_home=hf_home, endpoint=hub.url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("GET", f"/{SVHN_ID}/resolve/main/pytorch_model.bin") in hub.requests[start:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["mnistm/n"] == metrics["svhn/n"] == 20 and metrics["mnistm/acc"] >= 0.8  # the real LeNet
+    assert "svhn/classifier_val_acc" not in metrics and "mnistm/classifier_val_acc" not in metrics
+
+    asked = len(hub.requests)
+    again = src_run([*args, f"hydra.run.dir={tmp_path / 'again'}"], tmp_path, hf_home=hf_home, endpoint=hub.url,
+                    offline=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(hub.requests) == asked
+    scores = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert {k: v for k, v in scores.items() if not k.startswith("time/")} == \
+        {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+    empty = src_run([*args, f"hydra.run.dir={tmp_path / 'none'}"], tmp_path, hf_home=tmp_path / "hf2",
+                    endpoint=hub.url, offline=True)
+    assert empty.returncode == 1 and last_line(empty).startswith(
+        f"error: judge.svhn_weights='{SVHN_ID}': not in the local Hugging Face cache and HF_HUB_OFFLINE=1")
+    assert not (tmp_path / "none" / "metrics.json").exists()
 
 
 def test_a_single_file_takes_its_configs_from_the_sd_repo_without_its_weights(hub, tmp_path):

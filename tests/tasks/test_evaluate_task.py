@@ -37,8 +37,8 @@ def test_evaluate_scores_a_folder_with_the_course_mnistm_classifier(tmp_path, ca
     metrics = run(cfg)
     assert metrics["mnistm/n"] == 20 and metrics["svhn/n"] == 20
     assert metrics["mean_acc"] == pytest.approx((metrics["mnistm/acc"] + metrics["svhn/acc"]) / 2)
-    # The course LeNet scores the embedded MNIST-M-style digits far above chance (86% on the full val set).
-    assert metrics["mnistm/acc"] >= 0.5
+    # The course LeNet reads the embedded MNIST-M (data v2: real MNIST digits) as MNIST-M: 97.7% of its val set.
+    assert metrics["mnistm/acc"] >= 0.8
     assert "mnistm/classifier_val_acc" not in metrics and (tmp_path / "out" / "metrics.json").is_file()
 
 
