@@ -28,7 +28,7 @@ SCHEMAS = [*schema.SCHEMAS, *digits.SCHEMAS, *faces.SCHEMAS, *clip.SCHEMAS, *ti.
 # no silent aliases). Matched on the override's key, so `sampler.guidance_scale=5` and `+...` alike.
 REMOVED_KEYS: dict[str, str] = {
     "sampler.guidance_scale": "guidance.scale",
-    "sampler.name": "sampler=<ddim|ddpm>",
+    "sampler.name": "sampler=<ddim|dpmpp|ddpm>",
     "sampler.per_class": "task.per_class",
     "sampler.batch_size": "task.sample_batch_size",
     "sampler.process_frames": "task.process_frames",

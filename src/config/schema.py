@@ -53,6 +53,20 @@ class DDIMSamplerConfig:
 
 
 @dataclass
+class DPMSolverSamplerConfig:
+    """DPM-Solver++ (Lu et al. 2022), multistep and deterministic, from diffusers: num_steps of the schedule."""
+
+    _target_: str = "src.diffusion.samplers.dpmpp_sample"
+    _partial_: bool = True
+    num_steps: int = 20
+    order: int = 2
+
+    def check(self, key: str) -> None:
+        check(self.num_steps >= 1, f"{key}.num_steps", self.num_steps, "an integer >= 1")
+        check(self.order in (1, 2, 3), f"{key}.order", self.order, "1, 2 or 3")
+
+
+@dataclass
 class DDPMSamplerConfig:
     """Ancestral DDPM (Ho et al. 2020, Algorithm 2) over every step of the schedule."""
 
@@ -171,6 +185,7 @@ SCHEMAS = [
     ("scheduler", "linear_schema", LinearScheduleConfig),
     ("sampler", "ddim_schema", DDIMSamplerConfig),
     ("sampler", "ddpm_schema", DDPMSamplerConfig),
+    ("sampler", "dpmpp_schema", DPMSolverSamplerConfig),
     ("guidance", "classifier_free_schema", GuidanceConfig),
     ("trainer", "trainer_schema", TrainerConfig),
     ("trainer", "fit_trainer_schema", FitTrainerConfig),

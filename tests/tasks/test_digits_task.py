@@ -44,6 +44,16 @@ def test_same_seed_same_samples_and_sampling_from_a_checkpoint(tiny_digits_cfg, 
     run(tiny_digits_cfg)
     assert (again / "samples" / "svhn" / "3_000.png").read_bytes() == first
 
+    # the same checkpoint sampled with DPM-Solver++: every course file, other images, its name on the figures
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.sampler = {"_target_": "src.diffusion.samplers.dpmpp_sample", "_partial_": True,
+                                   "num_steps": 3, "order": 2}
+        tiny_digits_cfg.paths.output_dir = str(tmp_path / "dpmpp")
+    metrics = run(tiny_digits_cfg)
+    assert len(list((tmp_path / "dpmpp" / "samples" / "svhn").glob("*.png"))) == 20
+    assert (tmp_path / "dpmpp" / "samples" / "svhn" / "3_000.png").read_bytes() != first
+    assert 0.0 <= metrics["mean_acc"] <= 1.0
+
 
 def test_checkpoint_of_another_model_is_a_one_line_error(tiny_digits_cfg, tmp_path):
     import torch
