@@ -95,3 +95,47 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 def write_json_atomic(obj: Any, path: str | Path) -> Path:
     """`obj` as indented JSON with sorted keys, written atomically."""
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def _inductor_cache_is_default() -> bool:
+    """TORCHINDUCTOR_CACHE_DIR unset, or set by torch itself to its default (it does so on first use)."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None:
+        return True
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: leave the setting alone
+        return False
+    return os.path.abspath(current) == os.path.abspath(default_cache_dir())
+
+
+class CompiledOrEager:
+    """`net` called through torch.compile, falling back to eager `net` (one warning) when compiling fails
+    (no C++ compiler, an unsupported op). Attributes are `net`'s. Not an nn.Module: it adds no keys to a
+    state dict. Inductor's kernel cache goes to `cache_dir`/inductor unless TORCHINDUCTOR_CACHE_DIR is set,
+    so later runs compile in seconds."""
+
+    def __init__(self, net: torch.nn.Module, cache_dir: str | Path | None = None) -> None:
+        import torch
+
+        if cache_dir is not None and _inductor_cache_is_default():
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir).expanduser().absolute() / "inductor")
+        self.net = net
+        self._call: Callable = torch.compile(net)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._call is not self.net:
+            try:
+                return self._call(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - any failure of the compiler: eager gives the same results
+                import logging
+
+                from src.errors import first_line
+
+                logging.getLogger(__name__).warning("torch.compile failed (%s: %s); running eager",
+                                                    type(err).__name__, first_line(err, 200))
+                self._call = self.net
+        return self.net(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["net"], name)

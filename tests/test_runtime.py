@@ -1,5 +1,8 @@
 import json
 
+import pytest
+import torch
+
 from src.runtime import is_main_process, write_json_atomic
 
 
@@ -46,3 +49,43 @@ def test_torch_threads_follow_the_slurm_allocation(monkeypatch):
         assert match_threads_to_allocation() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _tiny_unet():
+    from src.models.conditional_unet import ConditionalUNet
+
+    torch.manual_seed(0)
+    return ConditionalUNet(image_size=8, in_channels=3, num_classes=10, num_domains=2, block_out_channels=[8, 16],
+                           layers_per_block=1, attention_levels=[False, False], norm_num_groups=4).eval()
+
+
+@pytest.mark.slow
+def test_compiled_sampling_net_matches_eager_and_caches_its_kernels(tmp_path, monkeypatch):
+    from src.runtime import CompiledOrEager
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    net = _tiny_unet()
+    x, t, c = torch.randn(4, 3, 8, 8), torch.tensor([1, 10, 100, 999]), torch.tensor([[1, 0], [2, 1], [3, 0], [10, 2]])
+    fast = CompiledOrEager(net, tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x, t, c), net(x, t, c), rtol=1e-4, atol=1e-4)
+    assert fast._call is not net  # compiled, not fallen back
+    assert fast.null_cond.tolist() == net.null_cond.tolist() and "_orig_mod" not in "".join(net.state_dict())
+    assert any((tmp_path / "inductor").rglob("*.py"))  # inductor's generated kernels, in difflab's cache
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(monkeypatch, caplog):
+    from src.runtime import CompiledOrEager
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Compiler: cc is not found")
+
+    monkeypatch.setattr(torch, "compile", lambda net: broken)
+    net = _tiny_unet()
+    x, t, c = torch.randn(2, 3, 8, 8), torch.tensor([5, 50]), torch.tensor([[1, 0], [2, 1]])
+    fast = CompiledOrEager(net)
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        out = [fast(x, t, c) for _ in range(2)]
+    assert torch.equal(out[0], net(x, t, c)) and torch.equal(out[1], out[0])
+    assert [r.getMessage() for r in caplog.records] == [
+        "torch.compile failed (RuntimeError: Compiler: cc is not found); running eager"]

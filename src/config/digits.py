@@ -141,6 +141,7 @@ class DigitsTaskConfig:
     per_class: int = 10
     sample_batch_size: int = 250
     process_frames: int = 6
+    compile: bool = True
 
     def check(self, key: str) -> None:
         check(self.per_class >= 1, f"{key}.per_class", self.per_class, "an integer >= 1")

@@ -8,7 +8,7 @@ TINY_DIGITS = [
     "scheduler.steps=50", "sampler.num_steps=4", "task.per_class=2", "task.process_frames=3",
     "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    "judge.epochs=1", "judge.min_val_acc=0", "logger=none",
+    "judge.epochs=1", "judge.min_val_acc=0", "logger=none", "task.compile=false",
 ]
 
 # task=faces sampling: 4 noise files, DDIM of 4 steps, 3 interpolation points ...
