@@ -190,5 +190,5 @@ def test_help_lists_each_groups_options_without_the_schemas():
     import sys
 
     out = subprocess.run([sys.executable, "-m", "src.run", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "sampler: ddim, ddpm\n" in out and "ti: custom_diffusion, textual_inversion\n" in out
+    assert "sampler: ddim, ddpm, dpmpp\n" in out and "ti: custom_diffusion, textual_inversion\n" in out
     assert "_schema" not in out

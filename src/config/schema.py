@@ -60,6 +60,7 @@ class DPMSolverSamplerConfig:
     _partial_: bool = True
     num_steps: int = 20
     order: int = 2
+    clip_x0: bool = True
 
     def check(self, key: str) -> None:
         check(self.num_steps >= 1, f"{key}.num_steps", self.num_steps, "an integer >= 1")

