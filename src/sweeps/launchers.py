@@ -390,8 +390,13 @@ class _SubmititMixin:
         by_num, results = {j.num: j for j in jobs}, {}
         pending = dict(watched)
         while pending:
-            for num, handle in list(pending.items()):
-                if not handle.done():
+            ended = [num for num, handle in pending.items() if handle.done()]
+            live = self.still_on_slurm([pending[num] for num in ended])
+            for num in ended:
+                handle = pending.get(num)
+                if handle is None:  # cancelled by fail_fast above
+                    break
+                if handle.job_id in live:  # a result from an attempt SLURM requeued: wait for the last one
                     continue
                 del pending[num]
                 results[num] = self.result(by_num[num], handle)
@@ -402,6 +407,10 @@ class _SubmititMixin:
                     pending.clear()
             time.sleep(1.0 if pending else 0)
         return results
+
+    def still_on_slurm(self, handles: list) -> set[str]:
+        """Ids of these jobs that SLURM still holds (pending, running, requeued); none for local jobs."""
+        return set()
 
     @staticmethod
     def result(job: PlannedJob, handle) -> JobReturn:
@@ -420,6 +429,13 @@ class LocalLauncher(_SubmititMixin, SubmititLocalLauncher):
 
 class SlurmLauncher(_SubmititMixin, SubmititSlurmLauncher):
     """hydra/launcher=submitit_slurm: the sweep as a SLURM job array through submitit."""
+
+    def still_on_slurm(self, handles: list) -> set[str]:
+        """A requeued job (preemption, time limit) can leave its interrupted attempt's result behind - when
+        SLURM's requeue kills the `scontrol requeue` that submitit's signal handler runs, that result is an
+        error - while the next attempt waits or runs: only a job SLURM no longer holds has ended."""
+        ids = [h.job_id for h in handles]
+        return {i for i, state in slurm_states(ids).items() if state in QUEUED} if ids else set()
 
 
 def leave_message(jobs: list[PlannedJob], submitted: dict[int, Any], sweep_dir: Path) -> str:
