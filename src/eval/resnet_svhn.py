@@ -68,22 +68,6 @@ class ResNet34SVHN(nn.Module):
         return self.fc(self.features(x))
 
 
-def check_state_dict(state: object, model: nn.Module, where: str, what: str) -> dict[str, Tensor]:
-    """`state` as a dict of tensors with exactly `model`'s keys and shapes, else a one-line CheckpointError."""
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{where}: holds a {type(state).__name__}; expected a state dict of {what}")
-    expected, found = model.state_dict(), set(state)
-    missing, unexpected = sorted(set(expected) - found), sorted(found - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{where}: not a {what} state dict: {len(missing)} missing keys {missing[:3]}, "
-                              f"{len(unexpected)} unexpected keys {unexpected[:3]}")
-    wrong = [f"{k} {tuple(getattr(state[k], 'shape', ()))} (expected {tuple(v.shape)})"
-             for k, v in expected.items() if not (isinstance(state[k], Tensor) and state[k].shape == v.shape)]
-    if wrong:
-        raise CheckpointError(f"{where}: {what} shapes do not match: {', '.join(wrong[:3])}")
-    return state
-
-
 def load_state_file(path: Path) -> object:
     """A .bin/.pt/.pth state dict (weights only: no pickle is executed) or a .safetensors file."""
     if path.suffix == ".safetensors":
@@ -100,7 +84,7 @@ def load_state_file(path: Path) -> object:
 def load_svhn_classifier(weights: str) -> ResNet34SVHN:
     """The grader's SVHN ResNet-34 from `weights`: a local file (or a folder holding pytorch_model.bin), or a
     Hub id (edadaltocg/resnet34_svhn) whose pytorch_model.bin is downloaded once into the Hugging Face cache."""
-    from src.models.hub import load_hub_model, looks_like_hub_id
+    from src.models.hub import endpoint, load_hub_model, looks_like_hub_id
 
     key = "judge.svhn_weights"
     path = Path(weights).expanduser()
@@ -109,15 +93,15 @@ def load_svhn_classifier(weights: str) -> ResNet34SVHN:
     elif not path.exists() and looks_like_hub_id(weights):
         from huggingface_hub import hf_hub_download
 
-        from src.models.hub import endpoint
-
         path = Path(load_hub_model(
             weights, lambda local: hf_hub_download(weights, WEIGHTS_FILE, local_files_only=local, endpoint=endpoint()),
             key=key, instead="a local resnet34_svhn pytorch_model.bin"))
     if not path.is_file():
         raise CheckpointError(f"{key}={weights!r}: no such file; expected the grader's resnet34_svhn "
                               f"{WEIGHTS_FILE} (a file or its folder) or the Hub id {SVHN_HUB_ID}")
-    model = ResNet34SVHN()
-    state = check_state_dict(load_state_file(path), model, str(path), "resnet34_svhn")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    from src.models.face_unet import load_strict
+
+    state = load_state_file(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}; expected a state dict of resnet34_svhn")
+    return load_strict(ResNet34SVHN(), state, path, "the state dict of resnet34_svhn (timm's names)").eval()
