@@ -80,28 +80,14 @@ class DigitNet(nn.Module):
 
 def load_course_classifier(path: Path) -> LeNet:
     """Load the course's `Classifier.pth` (a dict with 'state_dict', or a bare state dict) into LeNet."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found; expected the course's MNIST-M classifier checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({type(err).__name__}); expected a state dict") from err
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    from src.models.face_unet import load_strict
+    from src.models.weights import read_state
+
+    ckpt = read_state(Path(path), "the course's MNIST-M classifier (a dict of tensors or {'state_dict': ...})")
+    state = ckpt.get("state_dict", ckpt)
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}; expected a dict of tensors or {{'state_dict': ...}}")
-    model = LeNet()
-    expected, found = set(model.state_dict()), set(state)
-    missing, unexpected = sorted(expected - found), sorted(found - expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: not a LeNet state dict: missing keys {missing}, unexpected keys {unexpected}")
-    wrong = [f"{k} {tuple(getattr(state[k], 'shape', ()))} (expected {tuple(v.shape)})"
-             for k, v in model.state_dict().items()
-             if not (isinstance(state[k], torch.Tensor) and state[k].shape == v.shape)]
-    if wrong:
-        raise CheckpointError(f"{path}: LeNet shapes do not match: {', '.join(wrong)}")
-    model.load_state_dict(state, strict=True)
+        raise CheckpointError(f"{path}: its 'state_dict' is a {type(state).__name__}; expected a dict of tensors")
+    model = load_strict(LeNet(), state, Path(path), "the course's LeNet (Classifier.pth)")
     return model.eval()
 
 

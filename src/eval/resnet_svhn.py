@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -68,19 +67,6 @@ class ResNet34SVHN(nn.Module):
         return self.fc(self.features(x))
 
 
-def load_state_file(path: Path) -> object:
-    """A .bin/.pt/.pth state dict (weights only: no pickle is executed) or a .safetensors file."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: cannot be read by torch.load(weights_only=True) ({type(err).__name__}); "
-                              "expected a state dict") from err
-
-
 def load_svhn_classifier(weights: str) -> ResNet34SVHN:
     """The grader's SVHN ResNet-34 from `weights`: a local file (or a folder holding pytorch_model.bin), or a
     Hub id (edadaltocg/resnet34_svhn) whose pytorch_model.bin is downloaded once into the Hugging Face cache."""
@@ -100,8 +86,7 @@ def load_svhn_classifier(weights: str) -> ResNet34SVHN:
         raise CheckpointError(f"{key}={weights!r}: no such file; expected the grader's resnet34_svhn "
                               f"{WEIGHTS_FILE} (a file or its folder) or the Hub id {SVHN_HUB_ID}")
     from src.models.face_unet import load_strict
+    from src.models.weights import read_state
 
-    state = load_state_file(path)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}; expected a state dict of resnet34_svhn")
+    state = read_state(path, "a state dict of resnet34_svhn")
     return load_strict(ResNet34SVHN(), state, path, "the state dict of resnet34_svhn (timm's names)").eval()

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from src.data.faces import UNET_FILE
 from src.errors import CheckpointError, DataError, first_line
 from src.models.face_unet import FaceUNet, load_strict
+from src.models.weights import read_state
 
 ARCH_FILE = "unet.json"  # beside a UNet.pt: {"architecture": "FaceUNet", "arguments": {...}}
 EMA_PREFIX = "ema.net."  # DiffusionModule keeps the EMA copy of the network under this name
@@ -88,15 +89,7 @@ def _architecture(net: Optional[dict], state: dict[str, Tensor], weights: Path,
 
 def _read(path: Path) -> dict[str, Tensor]:
     """A state dict from a plain torch.save file or (told apart by content) a Lightning .ckpt's EMA weights."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; expected the face UNet's weights (model.weights)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpicklable, truncated, not a torch file: one user error
-        raise CheckpointError(f"{path}: cannot be read with weights_only=True ({type(err).__name__}: "
-                              f"{first_line(err, 120)}); expected a state dict saved with torch.save") from err
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}; expected a state dict")
+    state = read_state(path, "the face UNet's weights (model.weights)")
     if "state_dict" in state and "pytorch-lightning_version" in state:
         ema = {k[len(EMA_PREFIX):]: v for k, v in state["state_dict"].items() if k.startswith(EMA_PREFIX)}
         if not ema:
