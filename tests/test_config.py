@@ -74,6 +74,16 @@ def test_report_preset_is_the_reports_setting():
     assert cfg.guidance.scale == 5
 
 
+def test_report_betas_option_is_the_reports_range_at_any_T():
+    # experiments/digits_ablation sweeps scheduler=linear,report_betas x scheduler.steps=1000,500,250
+    for steps in (1000, 500):
+        cfg = compose_config(["task=digits", "scheduler=report_betas", f"scheduler.steps={steps}",
+                              "paths.output_dir=/tmp/x"])
+        schedule = instantiate(cfg.scheduler)
+        assert schedule.num_steps == steps
+        assert (float(schedule.betas[0]), float(schedule.betas[-1])) == pytest.approx((1e-3, 1e-2), rel=1e-12)
+
+
 @pytest.mark.parametrize("override,key", [
     ("sampler.eta=1.5", "sampler.eta=1.5"),
     ("scheduler.steps=1", "scheduler.steps=1"),
