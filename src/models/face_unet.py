@@ -153,14 +153,17 @@ def _few(keys: Sequence[str], n: int = 3) -> str:
 
 
 def load_strict(net: nn.Module, state: dict[str, Tensor], path: Path, expected: str) -> nn.Module:
-    """load_state_dict(strict=True), with missing, unexpected and mis-shaped keys reported in one line."""
+    """load_state_dict(strict=True), with missing, unexpected, non-tensor and mis-shaped keys reported in one
+    line."""
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    not_tensors = [f"{k} ({type(state[k]).__name__})" for k in own if k in state and not isinstance(state[k], Tensor)]
     shapes = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own
-              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+              if k in state and isinstance(state[k], Tensor) and state[k].shape != own[k].shape]
     problems = [f"missing keys {_few(missing)}" if missing else "",
                 f"unexpected keys {_few(unexpected)}" if unexpected else "",
+                f"not tensors {_few(not_tensors)}" if not_tensors else "",
                 f"shape mismatches {_few(shapes, 2)}" if shapes else ""]
     problems = [p for p in problems if p]
     if problems:

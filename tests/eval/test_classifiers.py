@@ -66,6 +66,12 @@ def test_course_loader_errors_name_the_file(tmp_path: Path) -> None:
     torch.save({"state_dict": state}, tmp_path / "partial.pth")
     with pytest.raises(CheckpointError, match=r"partial.pth: missing keys fc3.bias; unexpected keys head.weight; expected the course's LeNet"):
         load_course_classifier(tmp_path / "partial.pth")
+    state = LeNet().state_dict()
+    state["fc3.bias"] = 3  # loads under weights_only, but is no tensor
+    torch.save(state, tmp_path / "int.pth")
+    with pytest.raises(CheckpointError, match=r"int.pth: not tensors fc3.bias \(int\); expected the course's LeNet") as err:
+        load_course_classifier(tmp_path / "int.pth")
+    assert "\n" not in str(err.value)
 
 
 def test_digitnet_shapes_and_size() -> None:
