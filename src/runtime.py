@@ -139,3 +139,37 @@ class CompiledOrEager:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["net"], name)
+
+
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPUs where bf16 matmuls are native (elsewhere they are emulated, ~10x slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device) -> bool:
+    """task.sample_precision: fp32, bf16, or auto (bf16 on a CUDA device or a CPU with native bf16)."""
+    if precision == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+    return precision == "bf16"
+
+
+class Bf16Autocast:
+    """`net` called under bf16 autocast (convolutions and matmuls in bf16), its output cast back to float32
+    so that the sampler's arithmetic stays in float32. Attributes are `net`'s."""
+
+    def __init__(self, net: Any, device_type: str) -> None:
+        self.net, self.device_type = net, device_type
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            out = self.net(*args, **kwargs)
+        return out.float()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["net"], name)

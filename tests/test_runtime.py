@@ -89,3 +89,26 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(monkeypatch, ca
     assert torch.equal(out[0], net(x, t, c)) and torch.equal(out[1], out[0])
     assert [r.getMessage() for r in caplog.records] == [
         "torch.compile failed (RuntimeError: Compiler: cc is not found); running eager"]
+
+
+def test_bf16_is_used_where_asked_or_native():
+    from src.runtime import cpu_has_bf16, use_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (use_bf16("fp32", cpu), use_bf16("fp32", cuda), use_bf16("bf16", cpu)) == (False, False, True)
+    assert use_bf16("auto", cuda) and use_bf16("auto", cpu) == cpu_has_bf16()
+
+
+def test_bf16_autocast_net_runs_in_bf16_and_returns_float32():
+    from src.runtime import Bf16Autocast
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(8, 3, 1))
+    x = torch.randn(4, 3, 16, 16)
+    wrapped = Bf16Autocast(net, "cpu")
+    with torch.no_grad():
+        full, half = net(x), wrapped(x)
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    assert not torch.equal(half, full)  # computed in bf16 ...
+    assert torch.allclose(half, full, atol=0.05, rtol=0.05)  # ... to bf16's precision
+    assert next(wrapped.parameters()) is next(net.parameters()) and wrapped.training == net.training  # the net's

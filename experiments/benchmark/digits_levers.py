@@ -17,16 +17,7 @@ import time
 import torch
 
 from src.config import compose_config
-from src.runtime import tune_allocator
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPUs where bf16 matmuls are native (elsewhere they are emulated, slower)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from src.runtime import cpu_has_bf16, tune_allocator
 
 
 def timed(fn) -> float:

@@ -10,6 +10,8 @@ from src.config.schema import check
 
 # The domains of the course's digits (src.data.digits.DOMAINS; not imported here: no torch at compose time).
 DIGIT_DOMAINS = ("mnistm", "svhn")
+# task.sample_precision: auto = bf16 where it is native (a CUDA device, a CPU with AVX512-BF16 or AMX)
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass
@@ -142,8 +144,11 @@ class DigitsTaskConfig:
     sample_batch_size: int = 250
     process_frames: int = 6
     compile: bool = True
+    sample_precision: str = "auto"
 
     def check(self, key: str) -> None:
+        check(self.sample_precision in PRECISIONS, f"{key}.sample_precision", self.sample_precision,
+              f"one of {', '.join(PRECISIONS)}")
         check(self.per_class >= 1, f"{key}.per_class", self.per_class, "an integer >= 1")
         check(self.sample_batch_size >= 1, f"{key}.sample_batch_size", self.sample_batch_size, "an integer >= 1")
         check(self.process_frames >= 2, f"{key}.process_frames", self.process_frames, "an integer >= 2")

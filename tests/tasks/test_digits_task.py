@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 from omegaconf import open_dict
+import torch
 from PIL import Image
 
 from src.errors import ConfigError
 from src.run import run
+from src.runtime import use_bf16
 from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.slow
@@ -43,6 +45,17 @@ def test_same_seed_same_samples_and_sampling_from_a_checkpoint(tiny_digits_cfg, 
         tiny_digits_cfg.paths.output_dir = str(again)
     run(tiny_digits_cfg)
     assert (again / "samples" / "svhn" / "3_000.png").read_bytes() == first
+
+    # the same checkpoint in fp32 and in bf16: every course file; the default (auto) is one of the two here
+    drawn = {}
+    for precision in ("fp32", "bf16"):
+        with open_dict(tiny_digits_cfg):
+            tiny_digits_cfg.task.sample_precision = precision
+            tiny_digits_cfg.paths.output_dir = str(tmp_path / precision)
+        run(tiny_digits_cfg)
+        assert len(list((tmp_path / precision / "samples" / "mnistm").glob("*.png"))) == 20
+        drawn[precision] = (tmp_path / precision / "samples" / "svhn" / "3_000.png").read_bytes()
+    assert drawn["bf16" if use_bf16("auto", torch.device("cpu")) else "fp32"] == first
 
     # the same checkpoint sampled with DPM-Solver++: every course file, other images, its name on the figures
     with open_dict(tiny_digits_cfg):
