@@ -36,16 +36,31 @@ class ClipDataConfig:
 
 
 @dataclass
+class EmbeddedClipConfig:
+    """difflab's own tiny CLIP (src.models.embedded_clip), trained once into paths.cache_dir where `weights` is
+    null: its training steps (a smaller build for tests) and seed."""
+
+    steps: int = 1000
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        _check(self.steps >= 1, f"{key}.steps", self.steps, "an integer >= 1")
+
+
+@dataclass
 class ClipConfig:
     """A CLIPModel + CLIPProcessor: `weights` is a local folder (save_pretrained) when it exists, else a Hub
-    id (from the Hugging Face cache, downloaded into it on first use)."""
+    id (from the Hugging Face cache, downloaded into it on first use); null: difflab's own tiny CLIP, trained
+    once into cache_dir (src.models.embedded_clip)."""
 
     _target_: str = "src.models.clip.load_clip"
     _partial_: bool = True
     weights: Optional[str] = "openai/clip-vit-base-patch32"
+    cache_dir: str = "???"
+    embedded: EmbeddedClipConfig = field(default_factory=EmbeddedClipConfig)
 
     def check(self, key: str) -> None:
-        pass
+        self.embedded.check(f"{key}.embedded")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from a local folder or by Hub id (cached, or downloaded on first use), with its tokenizer and weights checked."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -12,13 +13,19 @@ from src.models.hub import load_hub_model, looks_like_hub_id
 SAVE_PRETRAINED = "a folder saved with save_pretrained"
 
 
-def load_clip(weights: Optional[str], *, key: str = "model.weights"):
+def load_clip(weights: Optional[str], *, key: str = "model.weights", cache_dir: Optional[str | Path] = None,
+              embedded: Optional[Mapping] = None):
     """(CLIPModel in eval mode, CLIPProcessor) from `weights`: a folder written by save_pretrained when that
-    path exists, else a Hub id (from the Hugging Face cache, downloaded into it on first use: src.models.hub).
+    path exists, else a Hub id (from the Hugging Face cache, downloaded into it on first use: src.models.hub);
+    None: difflab's own tiny CLIP (`embedded`: steps, seed), trained once into `cache_dir`.
     `key` names the config key in the one-line CheckpointError / ConfigError."""
     if weights is None:
-        raise ConfigError(f"{key}=None: expected a CLIP {SAVE_PRETRAINED.removeprefix('a ')} or a Hub id such as "
-                          "openai/clip-vit-base-patch32")
+        if cache_dir is None:
+            raise ConfigError(f"{key}=None: expected a CLIP {SAVE_PRETRAINED.removeprefix('a ')} or a Hub id such "
+                              "as openai/clip-vit-base-patch32")
+        from src.models.embedded_clip import embedded_clip
+
+        weights = str(embedded_clip(cache_dir, **dict(embedded or {})))
     folder = Path(str(weights)).expanduser()
     if folder.exists():
         where = f"{key}={str(folder)!r}"

@@ -5,6 +5,7 @@ import pytest
 
 from src.config import compose_config, validate
 from src.errors import CheckpointError, ConfigError
+from src.models.clip import load_clip
 from src.run import run
 
 NAMES = {"0": "apple", "1": "bee", "2": "cat", "3": "dog"}
@@ -64,7 +65,9 @@ def test_embedded_digits_with_the_prompt_ensemble(tmp_path, cache_dir, tiny_clip
 def test_task_picks_its_groups_and_user_overrides_win():
     cfg = compose_config(["task=clip", "paths.output_dir=/tmp/x"])
     assert (cfg.task.main_metric, cfg.prompt.name) == ("top1", "single")
-    assert cfg.model.weights == "openai/clip-vit-base-patch32"
+    assert cfg.model.weights == "openai/clip-vit-base-patch32" and cfg.model.embedded.steps == 1000
+    assert compose_config(["task=clip", "+experiment=course", "paths.output_dir=/tmp/x"]).model.weights == \
+        "openai/clip-vit-base-patch32"
     assert list(cfg.prompt.templates) == ["A photo of {}."]
     cfg = compose_config(["task=clip", "prompt=ensemble", "task.batch_size=8", "paths.output_dir=/tmp/x"])
     assert cfg.prompt.name == "ensemble" and cfg.task.batch_size == 8
@@ -82,9 +85,8 @@ def test_missing_model_is_one_line_saying_what_to_pass(tmp_path, cache_dir, cour
     with pytest.raises(CheckpointError, match=expected) as err:
         run(cfg)
     assert "\n" not in str(err.value)
-    cfg = clip_cfg(tmp_path, cache_dir, "model.weights=null", f"data.root={course_root}")
     with pytest.raises(ConfigError, match="model.weights=None: expected a CLIP folder saved with save_pretrained"):
-        run(cfg)
+        load_clip(None)  # no cache to build difflab's own CLIP in
 
 
 def test_model_weights_and_scorer_weights_go_through_the_one_loader(tmp_path, cache_dir, course_root):
