@@ -40,3 +40,46 @@ def test_resumed_training_equals_uninterrupted(tiny_digits_cfg, tmp_path, resume
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: a last.ckpt written at validation on an epoch's last batch "
+                   "resumes inexactly (the SLURM time-limit test fails when its run resumes at step 700)")
+def test_resume_from_a_validation_checkpoint_at_an_epoch_boundary(tiny_digits_cfg, tmp_path):
+    """What a requeue resumes: task=digits' last.ckpt, written when validation runs, here on the last batch of the
+    first epoch (step 7 of 7); the run stopped at step 9 and resumed must end as the uninterrupted one."""
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+    class Stop(Exception):
+        pass
+
+    class StopAt(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step >= 9:
+                raise Stop
+
+    def fit(out, extra=(), ckpt_path=None):
+        seed_everything(tiny_digits_cfg.seed)
+        module = instantiate(tiny_digits_cfg.model)(schedule=instantiate(tiny_digits_cfg.scheduler))
+        last = ModelCheckpoint(dirpath=out, filename="best-{step}", monitor="val/loss", save_last=True, save_top_k=1)
+        trainer = instantiate(tiny_digits_cfg.trainer, logger=False, callbacks=[last, *extra],
+                              default_root_dir=str(out), enable_model_summary=False)
+        d = tiny_digits_cfg.data
+        train, val = digit_loaders(resolve_data_root(d.root, tiny_digits_cfg.paths.cache_dir, **d.embedded),
+                                   domains=list(d.domains), batch_size=d.batch_size, num_workers=d.num_workers,
+                                   seed=tiny_digits_cfg.seed)
+        try:
+            trainer.fit(module, train, val, ckpt_path=ckpt_path)
+        except Stop:
+            pass
+        return module
+
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.trainer.max_steps = 12
+        tiny_digits_cfg.trainer.val_check_interval = 7
+    whole = fit(tmp_path / "whole")
+    fit(tmp_path / "part", extra=[StopAt()])
+    assert torch.load(tmp_path / "part" / "last.ckpt", weights_only=False)["global_step"] == 7
+    resumed = fit(tmp_path / "resumed", ckpt_path=tmp_path / "part" / "last.ckpt")
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert resumed.global_step == whole.global_step == 12
+    assert all(torch.equal(a[k], b[k]) for k in a)
