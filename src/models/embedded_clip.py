@@ -105,57 +105,51 @@ def _corpus(rng: np.random.Generator, n: int = 4000) -> list[str]:
     return out
 
 
-def _resized(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [N, h, w, 3] -> [N, size, size, 3], bicubic as CLIPImageProcessor resizes."""
+def _cropped(images: np.ndarray, pixels) -> np.ndarray:
+    """uint8 [N, h, w, 3] -> [N, H, W, 3] resized and cropped as the processor does (ClipPixels.crop_uint8)."""
     from PIL import Image
 
-    return np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.BICUBIC)) for x in images])
+    return np.stack([pixels.crop_uint8(Image.fromarray(x)) for x in images])
 
 
-def _digits(cache_dir: Path, split: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _digits(cache_dir: Path, split: str, pixels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The embedded digits (task=digits' default set) of both domains: images, labels, domain indices."""
     from src.data.digits import DOMAINS, load_digit_split
     from src.data.embedded_digits import ensure_embedded_digits
 
     root = ensure_embedded_digits(cache_dir, seed=0, n_train=5000, n_val=1000)
     parts = [load_digit_split(root / domain, split) for domain in DOMAINS]
-    images = np.concatenate([_resized(x.permute(0, 2, 3, 1).numpy(), size) for x, _ in parts])
+    images = np.concatenate([_cropped(x.permute(0, 2, 3, 1).numpy(), pixels) for x, _ in parts])
     labels = np.concatenate([y.numpy() for _, y in parts])
     domains = np.concatenate([np.full(len(y), d) for d, (_, y) in enumerate(parts)])
     return images, labels, domains
 
 
-def _training_set(cache_dir: Path, size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """uint8 images [N, size, size, 3] and attributes [N, N_ATTRS]: the embedded digits' train split of both
-    domains, then the embedded scenes' train split."""
-    x, y, domain = _digits(cache_dir, "train", size)
+def _training_set(cache_dir: Path, pixels, seed: int) -> tuple[np.ndarray, Tensor]:
+    """uint8 images [N, H, W, 3] (as the processor crops them) and attributes [N, N_ATTRS]: the embedded
+    digits' train split of both domains, then the embedded scenes' train split."""
+    x, y, domain = _digits(cache_dir, "train", pixels)
     images, attrs = [x], []
     a = np.full((len(y), N_ATTRS), -1, np.int64)
     a[:, 0], a[:, 1], a[:, 2] = 0, y, domain
     attrs.append(a)
     scenes = load_scenes(ensure_scenes(cache_dir, seed=seed), "train")
-    images.append(_resized(scenes.images, size))
+    images.append(_cropped(scenes.images, pixels))
     a = np.full((len(scenes), N_ATTRS), -1, np.int64)
     a[:, 0], a[:, 3], a[:, 4] = 1, scenes.background, scenes.n_figures
     a[:, 5:] = scenes.figures.reshape(len(scenes), -1)
     attrs.append(a)
-    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(attrs))
+    return np.concatenate(images), torch.from_numpy(np.concatenate(attrs))
 
 
-def _normalised(images: Tensor, table: Tensor) -> Tensor:
-    """uint8 [B, H, W, 3] -> pixel_values [B, 3, H, W], through the processor's rescale-and-normalise table."""
-    x = images.long()
-    return torch.stack([table[c][x[..., c]] for c in range(3)], 1)
-
-
-def digits_top1(model, tokenizer, images: Tensor, labels: np.ndarray, table: Tensor,
+def digits_top1(model, tokenizer, images: np.ndarray, labels: np.ndarray, pixels,
                 template: str = "A photo of {}.") -> float:
     """Zero-shot top-1 on digit images (uint8 [N, H, W, 3]) with one prompt template, as task=clip scores."""
     from src.models.clip_zeroshot import build_text_classifier, text_encoder, zero_shot_logits
 
     classifier = build_text_classifier(text_encoder(model, tokenizer, torch.device("cpu")), DIGIT_NAMES, [template])
     with torch.inference_mode():
-        features = torch.cat([model.get_image_features(pixel_values=_normalised(images[i:i + 500], table)).pooler_output
+        features = torch.cat([model.get_image_features(pixel_values=pixels.normalize(images[i:i + 500])).pooler_output
                               for i in range(0, len(images), 500)])
     predictions = zero_shot_logits(features, classifier).argmax(1).numpy()
     return float((predictions == labels).mean())
@@ -185,11 +179,9 @@ def train_clip(folder: str | Path, *, cache_dir: str | Path, steps: int = 1000, 
     processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": size},
                                                                  crop_size={"height": size, "width": size}),
                               tokenizer=tokenizer)
-    pixels = ClipPixels(processor.image_processor)
-    table = torch.from_numpy(pixels.table)  # [3, 256]: uint8 -> normalised, as the processor computes it
-    images, attrs = _training_set(cache_dir, size, seed)
-    val_images, val_labels, _ = _digits(cache_dir, "val", size)
-    val_images = torch.from_numpy(val_images)
+    pixels = ClipPixels(processor.image_processor)  # the processor's pixel_values, bit for bit
+    images, attrs = _training_set(cache_dir, pixels, seed)
+    val_images, val_labels, _ = _digits(cache_dir, "val", pixels)
     n_digits = int((attrs[:, 0] == 0).sum())
     log.info("training difflab's tiny CLIP (%.1fM parameters) on %d digit photos + %d scenes, %d steps",
              sum(p.numel() for p in model.parameters()) / 1e6, n_digits, len(attrs) - n_digits, steps)
@@ -205,7 +197,7 @@ def train_clip(folder: str | Path, *, cache_dir: str | Path, steps: int = 1000, 
         batch_attrs = attrs[idx]
         texts, masks = zip(*(digit_caption(int(a[1]), int(a[2]), rng) if a[0] == 0
                              else scene_caption_mask(a.numpy(), rng) for a in batch_attrs))
-        pixel_values = _normalised(images[idx], table)  # [B, 3, H, W]
+        pixel_values = pixels.normalize(images[idx.numpy()])  # [B, 3, H, W]
         tokens = tokenizer(list(texts), padding=True, return_tensors="pt")
         out = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, pixel_values=pixel_values)
         positive = fits(batch_attrs, batch_attrs, torch.from_numpy(np.stack(masks)))  # [B images, B captions]
@@ -219,7 +211,7 @@ def train_clip(folder: str | Path, *, cache_dir: str | Path, steps: int = 1000, 
             model.logit_scale.clamp_(0, math.log(100))
         if (step + 1) % 250 == 0 or step + 1 == steps:
             model.eval()
-            top1 = digits_top1(model, tokenizer, val_images, val_labels, table)
+            top1 = digits_top1(model, tokenizer, val_images, val_labels, pixels)
             model.train()
             log.info("clip step %d/%d: loss %.3f, zero-shot top-1 on the digits' val set %.3f (%.0f s)", step + 1,
                      steps, loss.item(), top1, time.perf_counter() - start)
