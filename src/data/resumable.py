@@ -13,15 +13,22 @@ class ResumableLoader(DataLoader):
     The state is the shuffling generator's state at the start of the current pass and the number of
     batches handed out since. Loading it replays the same permutation and skips those batches. Give it a
     seeded `generator` when shuffling; without one the order cannot be replayed.
+
+    A pass that is abandoned before it hands out a batch leaves no trace: the next `iter()` replays it.
+    Lightning needs this when it resumes from a checkpoint written after an epoch's last batch: it makes an
+    iterator while restoring, then discards it and makes another for the next epoch.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pass_start: Any = None  # generator state before this pass drew anything
         self._served = 0
+        self._skipped = 0  # batches the current pass skipped to resume
         self._resume: dict | None = None
 
     def __iter__(self) -> Iterator:
+        if self._resume is None and self._pass_start is not None and self._served == self._skipped:
+            self._resume = {"generator": self._pass_start, "served": self._skipped}  # replay an untouched pass
         skip = 0
         if self._resume:
             state, skip = self._resume["generator"], self._resume["served"]
@@ -29,7 +36,7 @@ class ResumableLoader(DataLoader):
                 self.generator.set_state(state)
         self._resume = None
         self._pass_start = self.generator.get_state() if self.generator is not None else None
-        self._served = skip
+        self._served = self._skipped = skip
         batches = super().__iter__()  # draws its worker seed from the generator, like a plain DataLoader
         for _ in range(skip):
             next(batches)

@@ -42,8 +42,6 @@ def test_resumed_training_equals_uninterrupted(tiny_digits_cfg, tmp_path, resume
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a last.ckpt written at validation on an epoch's last batch "
-                   "resumes inexactly (the SLURM time-limit test fails when its run resumes at step 700)")
 def test_resume_from_a_validation_checkpoint_at_an_epoch_boundary(tiny_digits_cfg, tmp_path):
     """What a requeue resumes: task=digits' last.ckpt, written when validation runs, here on the last batch of the
     first epoch (step 7 of 7); the run stopped at step 9 and resumed must end as the uninterrupted one."""
