@@ -42,7 +42,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if not is_main_process():
             return {}  # DDP: rank 0 alone samples, scores and writes
         sampler, guidance = instantiate(cfg.sampler), instantiate(cfg.guidance)
-        net = module.ema.net.to(r.device).eval()
+        # the EMA's weights; model.ema_decay=0 samples the trained ones (of any checkpoint, with task.train=false)
+        net = (module.ema.net if module.ema.decay > 0 else module.net).to(r.device).eval()
         if t.compile:  # 1.85x faster sampling on a CPU; the first run compiles (~50 s), later ones hit the cache
             net = CompiledOrEager(net, cfg.paths.cache_dir)
         if use_bf16(t.sample_precision, r.device):
@@ -55,7 +56,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 seed=cfg.seed, device=r.device, progress=r.progress)
         images = to_uint8(samples)  # [D, 10, K, C, H, W]
         write_generated(images, list(d.domains), r.out / "samples")
-        how = f"{describe_sampler(sampler, module.schedule)}, guidance {cfg.guidance.scale:g}"
+        how = (f"{describe_sampler(sampler, module.schedule)}, guidance {cfg.guidance.scale:g}"
+               + (", bf16" if isinstance(net, Bf16Autocast) else ""))
         r.figures.update(figures(list(d.domains), how, images, to_uint8(frames), frame_labels(frame_t),
                                  r.out / "figures"))
         r.metrics.update(score_digit_folder(r.out / "samples", judges, real_val_images(data_root, list(judges))))

@@ -46,6 +46,15 @@ def test_same_seed_same_samples_and_sampling_from_a_checkpoint(tiny_digits_cfg, 
     run(tiny_digits_cfg)
     assert (again / "samples" / "svhn" / "3_000.png").read_bytes() == first
 
+    # model.ema_decay=0 samples the checkpoint's trained weights, not their EMA: other images
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.model.ema_decay = 0.0
+        tiny_digits_cfg.paths.output_dir = str(tmp_path / "trained_weights")
+    run(tiny_digits_cfg)
+    assert (tmp_path / "trained_weights" / "samples" / "svhn" / "3_000.png").read_bytes() != first
+    with open_dict(tiny_digits_cfg):
+        tiny_digits_cfg.model.ema_decay = 0.999
+
     # the same checkpoint in fp32 and in bf16: every course file; the default (auto) is one of the two here
     drawn = {}
     for precision in ("fp32", "bf16"):
