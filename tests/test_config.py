@@ -91,6 +91,7 @@ def test_report_betas_option_is_the_reports_range_at_any_T():
     ("guidance.scale=-1", "guidance.scale=-1.0"),
     ("trainer.precision=fp8", "trainer.precision='fp8'"),
     ("task.sample_precision=fp16", "task.sample_precision='fp16'"),
+    ("model.lr_final=1.5", "model.lr_final=1.5"),
 ])
 def test_bad_values_name_key_value_and_expectation(override, key):
     cfg = compose_config(["task=digits", override, "paths.output_dir=/tmp/x"])

@@ -99,6 +99,7 @@ class DigitsUNetConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
+    lr_final: float = 0.1
 
     def check(self, key: str) -> None:
         self.net.check(f"{key}.net")
@@ -109,6 +110,7 @@ class DigitsUNetConfig:
         check(self.lr > 0, f"{key}.lr", self.lr, "a value > 0")
         check(self.weight_decay >= 0, f"{key}.weight_decay", self.weight_decay, "a value >= 0")
         check(self.warmup_steps >= 0, f"{key}.warmup_steps", self.warmup_steps, "an integer >= 0")
+        check(0.0 <= self.lr_final <= 1.0, f"{key}.lr_final", self.lr_final, "a value in [0, 1]")
 
 
 @dataclass

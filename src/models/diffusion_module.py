@@ -21,12 +21,12 @@ class DiffusionModule(pl.LightningModule):
     """
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, *, lr: float, weight_decay: float = 0.0,
-                 warmup_steps: int = 0, cond_drop_prob: float = 0.1, ema_decay: float = 0.999,
-                 min_snr_gamma: float | None = None) -> None:
+                 warmup_steps: int = 0, lr_final: float = 0.1, cond_drop_prob: float = 0.1,
+                 ema_decay: float = 0.999, min_snr_gamma: float | None = None) -> None:
         super().__init__()
         self.net, self.schedule = net, schedule
         self.ema = EMA(net, ema_decay)
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.lr, self.weight_decay, self.warmup_steps, self.lr_final = lr, weight_decay, warmup_steps, lr_final
         self.cond_drop_prob = cond_drop_prob
         # Min-SNR-gamma weighting (Hang et al. 2023, eq. 9, eps-prediction): w_t = min(SNR_t, gamma) / SNR_t
         # spends the gradient on the noisy steps that decide the digit's shape; None weighs all steps 1.
@@ -86,13 +86,16 @@ class DiffusionModule(pl.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total = max(int(self.trainer.max_steps), 1)
-
-        def warmup_cosine(step: int) -> float:
-            if step < self.warmup_steps:
-                return (step + 1) / self.warmup_steps
-            progress = min((step - self.warmup_steps) / max(total - self.warmup_steps, 1), 1.0)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, warmup=self.warmup_steps, total=total, final=self.lr_final))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def warmup_cosine(step: int, *, warmup: int, total: int, final: float) -> float:
+    """The learning rate's factor at `step`: linear warmup over `warmup` steps, then a cosine from 1 down to
+    `final` at `total` steps (final=1: constant)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
