@@ -28,7 +28,7 @@ class ResumableLoader(DataLoader):
 
     def __iter__(self) -> Iterator:
         if self._resume is None and self._pass_start is not None and self._served == self._skipped:
-            self._resume = {"generator": self._pass_start, "served": self._skipped}  # replay an untouched pass
+            self._resume = self.state_dict()  # replay an untouched pass
         skip = 0
         if self._resume:
             state, skip = self._resume["generator"], self._resume["served"]

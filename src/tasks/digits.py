@@ -46,7 +46,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         net = (module.ema.net if module.ema.decay > 0 else module.net).to(r.device).eval()
         if t.compile:  # 1.85x faster sampling on a CPU; the first run compiles (~50 s), later ones hit the cache
             net = CompiledOrEager(net, cfg.paths.cache_dir)
-        if use_bf16(t.sample_precision, r.device):
+        bf16 = use_bf16(t.sample_precision, r.device)
+        if bf16:
             net = Bf16Autocast(net, r.device.type)
         with r.timed("sample"):
             samples, frames, frame_t = sample_class_grid(
@@ -57,7 +58,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         images = to_uint8(samples)  # [D, 10, K, C, H, W]
         write_generated(images, list(d.domains), r.out / "samples")
         how = (f"{describe_sampler(sampler, module.schedule)}, guidance {cfg.guidance.scale:g}"
-               + (", bf16" if isinstance(net, Bf16Autocast) else ""))
+               + (", bf16" if bf16 else ""))
         r.figures.update(figures(list(d.domains), how, images, to_uint8(frames), frame_labels(frame_t),
                                  r.out / "figures"))
         r.metrics.update(score_digit_folder(r.out / "samples", judges, real_val_images(data_root, list(judges))))

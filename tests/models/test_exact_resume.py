@@ -12,18 +12,28 @@ from src.runtime import seed_everything
 pytestmark = pytest.mark.slow
 
 
-def _fit(cfg, out, ckpt_path=None):
+class Stop(Exception):
+    """Raised by a callback to cut a run short, as a time limit would."""
+
+
+def _fit(cfg, out, ckpt_path=None, callbacks=None):
+    """Train as task=digits does; `callbacks` default to a checkpoint at every step. A run cut short by Stop
+    returns what it trained."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     seed_everything(cfg.seed)
     module = instantiate(cfg.model)(schedule=instantiate(cfg.scheduler))
-    every = ModelCheckpoint(dirpath=out, filename="{step}", every_n_train_steps=1, save_top_k=-1)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[every], default_root_dir=str(out),
+    if callbacks is None:
+        callbacks = [ModelCheckpoint(dirpath=out, filename="{step}", every_n_train_steps=1, save_top_k=-1)]
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(out),
                           enable_model_summary=False)
     d = cfg.data
     train, val = digit_loaders(resolve_data_root(d.root, cfg.paths.cache_dir, **d.embedded), domains=list(d.domains),
                                batch_size=d.batch_size, num_workers=d.num_workers, seed=cfg.seed)
-    trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, train, val, ckpt_path=ckpt_path)
+    except Stop:
+        pass
     return module, len(train)
 
 
@@ -47,29 +57,14 @@ def test_resume_from_a_validation_checkpoint_at_an_epoch_boundary(tiny_digits_cf
     first epoch (step 7 of 7); the run stopped at step 9 and resumed must end as the uninterrupted one."""
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-    class Stop(Exception):
-        pass
-
     class StopAt(Callback):
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step >= 9:
                 raise Stop
 
     def fit(out, extra=(), ckpt_path=None):
-        seed_everything(tiny_digits_cfg.seed)
-        module = instantiate(tiny_digits_cfg.model)(schedule=instantiate(tiny_digits_cfg.scheduler))
         last = ModelCheckpoint(dirpath=out, filename="best-{step}", monitor="val/loss", save_last=True, save_top_k=1)
-        trainer = instantiate(tiny_digits_cfg.trainer, logger=False, callbacks=[last, *extra],
-                              default_root_dir=str(out), enable_model_summary=False)
-        d = tiny_digits_cfg.data
-        train, val = digit_loaders(resolve_data_root(d.root, tiny_digits_cfg.paths.cache_dir, **d.embedded),
-                                   domains=list(d.domains), batch_size=d.batch_size, num_workers=d.num_workers,
-                                   seed=tiny_digits_cfg.seed)
-        try:
-            trainer.fit(module, train, val, ckpt_path=ckpt_path)
-        except Stop:
-            pass
-        return module
+        return _fit(tiny_digits_cfg, out, ckpt_path, callbacks=[last, *extra])[0]
 
     with open_dict(tiny_digits_cfg):
         tiny_digits_cfg.trainer.max_steps = 12
