@@ -99,7 +99,7 @@ class DigitsUNetConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
-    lr_final: float = 0.1
+    lr_final: float = 1.0
 
     def check(self, key: str) -> None:
         self.net.check(f"{key}.net")

@@ -75,8 +75,8 @@ def train_face_unet(net: dict[str, Any], train: dict[str, Any], schedule: NoiseS
 
     torch.manual_seed(seed)
     module = DiffusionModule(FaceUNet(**net), schedule, lr=train["lr"], weight_decay=train["weight_decay"],
-                             warmup_steps=train["warmup_steps"], cond_drop_prob=0.0, ema_decay=train["ema_decay"],
-                             min_snr_gamma=train["min_snr_gamma"])
+                             warmup_steps=train["warmup_steps"], lr_final=0.1, cond_drop_prob=0.0,
+                             ema_decay=train["ema_decay"], min_snr_gamma=train["min_snr_gamma"])
     faces = lfw_faces(image_size)
     data = TensorDataset(torch.cat([faces, faces.flip(-1)]))  # [200, 3, S, S]: flips as augmentation
     loader = DataLoader(data, batch_size=train["batch_size"], shuffle=True, drop_last=True,

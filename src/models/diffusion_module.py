@@ -21,7 +21,7 @@ class DiffusionModule(pl.LightningModule):
     """
 
     def __init__(self, net: nn.Module, schedule: NoiseSchedule, *, lr: float, weight_decay: float = 0.0,
-                 warmup_steps: int = 0, lr_final: float = 0.1, cond_drop_prob: float = 0.1,
+                 warmup_steps: int = 0, lr_final: float = 1.0, cond_drop_prob: float = 0.1,
                  ema_decay: float = 0.999, min_snr_gamma: float | None = None) -> None:
         super().__init__()
         self.net, self.schedule = net, schedule
