@@ -131,12 +131,12 @@ def _accuracy(model: nn.Module, data: tuple[Tensor, Tensor]) -> float:
 
 
 def train_classifier(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], *, epochs: int,
-                     batch_size: int, lr: float, seed: int) -> tuple[nn.Module, float]:
-    """Train a DigitNet on uint8 images [N, 3, 28, 28] and int64 labels [N]; return it (eval) and val accuracy."""
+                     batch_size: int, lr: float, seed: int, num_classes: int = 10) -> tuple[nn.Module, float]:
+    """Train a DigitNet on uint8 images [N, 3, H, W] and int64 labels [N]; return it (eval) and val accuracy."""
     # Init and dropout draw from the global RNG: seed a forked copy so the caller's state is untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DigitNet()
+        model = DigitNet(num_classes)
         val_acc = _fit(model, train, val, epochs=epochs, batch_size=batch_size, lr=lr,
                        generator=torch.Generator().manual_seed(seed))
     return model.eval(), val_acc
