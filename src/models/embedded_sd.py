@@ -162,22 +162,10 @@ def _schedule(optimizer, steps: int):
 
 def build_pipeline(vae, tokenizer, seed: int = 0):
     """The StableDiffusionPipeline around `vae` and `tokenizer` with a fresh UNet and text encoder (ARCH)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from src.standins.tiny_sd import assemble_sd
 
     torch.manual_seed(seed)
-    down = 2 ** (len(vae.config.block_out_channels) - 1)
-    unet = UNet2DConditionModel(sample_size=IMAGE_SIZE // down, in_channels=vae.config.latent_channels,
-                                out_channels=vae.config.latent_channels, **ARCH["unet"])
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=MAX_TOKENS, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **ARCH["text"]))
-    # Stable Diffusion v1's noise schedule (scaled_linear 0.00085..0.012, 1000 steps).
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    return assemble_sd(vae, tokenizer, ARCH["unet"], ARCH["text"], max_positions=MAX_TOKENS)
 
 
 def encode_prompts(pipe, prompts: list[str]) -> Tensor:

@@ -31,8 +31,7 @@ TINY_SD = dict(
 
 def build_tiny_sd(image_size: int = 64, seed: int = 0):
     """A StableDiffusionPipeline of random tiny components (~0.3M parameters) for `image_size` images."""
-    from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(SD_CORPUS, vocab_size=400)
@@ -40,11 +39,22 @@ def build_tiny_sd(image_size: int = 64, seed: int = 0):
     n_down = len(v["block_out_channels"])
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n_down,
                         up_block_types=("UpDecoderBlock2D",) * n_down, sample_size=image_size, **v)
-    unet = UNet2DConditionModel(sample_size=image_size // 2 ** (n_down - 1), in_channels=v["latent_channels"],
-                                out_channels=v["latent_channels"], **TINY_SD["unet"])
+    return assemble_sd(vae, tokenizer, TINY_SD["unet"], TINY_SD["text"], max_positions=77)
+
+
+def assemble_sd(vae, tokenizer, unet: dict, text: dict, max_positions: int):
+    """A StableDiffusionPipeline around `vae` and `tokenizer`: a fresh UNet2DConditionModel (`unet` arguments,
+    sized to the VAE's latents) and CLIPTextModel (`text` arguments), SD v1's DDIM scheduler, no safety
+    checker. Draws the UNet's, then the text encoder's initial weights from torch's global RNG."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    down = 2 ** (len(vae.config.block_out_channels) - 1)
+    unet = UNet2DConditionModel(sample_size=vae.config.sample_size // down, in_channels=vae.config.latent_channels,
+                                out_channels=vae.config.latent_channels, **unet)
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TINY_SD["text"]))
+        vocab_size=len(tokenizer), max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **text))
     # Stable Diffusion v1's noise schedule (scaled_linear 0.00085..0.012, 1000 steps).
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
