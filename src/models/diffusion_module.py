@@ -30,9 +30,8 @@ class DiffusionModule(pl.LightningModule):
         self.cond_drop_prob = cond_drop_prob
         # Min-SNR-gamma weighting (Hang et al. 2023, eq. 9, eps-prediction): w_t = min(SNR_t, gamma) / SNR_t
         # spends the gradient on the noisy steps that decide the digit's shape; None weighs all steps 1.
-        snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)
-        weight = snr.clamp(max=min_snr_gamma) / snr if min_snr_gamma else torch.ones_like(snr)
-        self.register_buffer("loss_weight", weight.float(), persistent=False)
+        self.register_buffer("loss_weight", min_snr_weight(schedule.alphas_cumprod, min_snr_gamma).float(),
+                             persistent=False)
 
     def _loss(self, net: nn.Module, batch: tuple[Tensor, Tensor, Tensor], generator=None) -> Tensor:
         x_0, labels = batch[0], batch[1:]
@@ -89,6 +88,12 @@ class DiffusionModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: warmup_cosine(step, warmup=self.warmup_steps, total=total, final=self.lr_final))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def min_snr_weight(alphas_cumprod: Tensor, gamma: float | None) -> Tensor:
+    """Min-SNR-gamma loss weights per timestep for epsilon-prediction, min(SNR_t, gamma) / SNR_t; 1 for None."""
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    return snr.clamp(max=gamma) / snr if gamma else torch.ones_like(snr)
 
 
 def warmup_cosine(step: int, *, warmup: int, total: int, final: float) -> float:

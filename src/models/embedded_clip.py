@@ -156,8 +156,8 @@ def digits_top1(model, tokenizer, images: np.ndarray, labels: np.ndarray, pixels
 
 
 def train_clip(folder: str | Path, *, cache_dir: str | Path, steps: int = 1500, batch_size: int = 256,
-               lr: float = 3e-3, digit_share: float = 0.75, seed: int = 0, arch: dict | None = None,
-               logit_scale_init: float = 100.0, eval_every: int = 250) -> Path:
+               lr: float = 3e-3, digit_share: float = 0.75, seed: int = 0,
+               logit_scale_init: float = 100.0) -> Path:
     """Train the tiny CLIP and save it (CLIPModel + CLIPProcessor, save_pretrained) with difflab_build.json
     (its arguments, time and zero-shot top-1 on the embedded digits' val set) into `folder`.
 
@@ -176,13 +176,12 @@ def train_clip(folder: str | Path, *, cache_dir: str | Path, steps: int = 1500, 
     tokenizer = train_tokenizer(_corpus(rng), vocab_size=1000, folder=folder / "bpe")
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                pad_token_id=tokenizer.pad_token_id)
-    arch = {**ARCH, **(arch or {})}
     config = CLIPConfig(text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=77, **ids,
-                                         **arch["text"]),
-                        vision_config=arch["vision"], projection_dim=arch["projection_dim"],
+                                         **ARCH["text"]),
+                        vision_config=ARCH["vision"], projection_dim=ARCH["projection_dim"],
                         logit_scale_init_value=math.log(logit_scale_init))
     model = CLIPModel(config)
-    size = arch["vision"]["image_size"]
+    size = ARCH["vision"]["image_size"]
     processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": size},
                                                                  crop_size={"height": size, "width": size}),
                               tokenizer=tokenizer)
@@ -216,7 +215,7 @@ def train_clip(folder: str | Path, *, cache_dir: str | Path, steps: int = 1500, 
         schedule.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
+        if (step + 1) % 250 == 0 or step + 1 == steps:
             model.eval()
             top1 = digits_top1(model, tokenizer, val_images, val_labels, pixels)
             model.train()

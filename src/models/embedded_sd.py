@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.data.embedded_scenes import (BACKGROUNDS, COLOURS, FIGURES, STYLES, caption as scene_caption,
+from src.data.embedded_scenes import (BACKGROUNDS, COLOURS, FIGURES, SHAPES, STYLES, caption as scene_caption,
                                       figure_colour, figure_phrase)
 
 log = logging.getLogger(__name__)
 
-# The folder name's version: bump when the same arguments would train another model.
-SD_VERSION = 1
 IMAGE_SIZE = 32
 ARCH = dict(
     vae=dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, latent_channels=8),
@@ -64,8 +61,8 @@ def scene_prompt(figures: list[tuple[int, int, int]], background: int, rng: np.r
 
 
 def _corpus(rng: np.random.Generator, n: int = 3000) -> list[str]:
-    words = " ".join([*FIGURES, *COLOURS, *BACKGROUNDS, *STYLES, *" ".join(FRAMES + ARTICLE_FRAMES).replace("{}", "").split(),
-                      "next to on the a an of"])
+    frame_words = " ".join(FRAMES + ARTICLE_FRAMES).replace("{}", "").split()
+    words = " ".join([*FIGURES, *COLOURS, *BACKGROUNDS, *STYLES, *frame_words, "next to on the a an of"])
     out = [words] * 20
     for _ in range(n):
         k = 1 + int(rng.random() < 0.3)
@@ -92,13 +89,11 @@ def train_vae(images: Tensor, *, steps: int, batch_size: int = 64, lr: float = 2
               seed: int = 0, init_logvar: float = -8.0):
     """An AutoencoderKL (ARCH['vae']) trained on images [N, 3, 32, 32] in [-1, 1]: L1 + MSE reconstruction of
     a posterior sample + kl_weight x KL. Returns it (eval) with config.scaling_factor = 1 / std of the latents."""
-    from diffusers import AutoencoderKL
+    from src.standins.tiny_sd import build_vae
 
     torch.manual_seed(seed)
     v = ARCH["vae"]
-    n = len(v["block_out_channels"])
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
-                        up_block_types=("UpDecoderBlock2D",) * n, sample_size=IMAGE_SIZE, **v)
+    vae = build_vae(IMAGE_SIZE, v)
     # The posterior starts narrow (std e^-4): a decoder fed latents with unit noise from the first step learns
     # blur; SD's trained VAE has a narrow posterior too, and the small KL keeps it from collapsing further.
     with torch.no_grad():
@@ -168,21 +163,16 @@ def build_pipeline(vae, tokenizer, seed: int = 0):
     return assemble_sd(vae, tokenizer, ARCH["unet"], ARCH["text"], max_positions=MAX_TOKENS)
 
 
-def encode_prompts(pipe, prompts: list[str]) -> Tensor:
-    """The text encoder's last hidden states [B, MAX_TOKENS, D], padded as the pipeline pads."""
-    ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt").input_ids
-    return pipe.text_encoder(ids)[0]
-
-
 def train_denoiser(pipe, latents: Tensor, scenes, *, steps: int, batch_size: int = 128, lr: float = 1e-3,
                    cond_drop: float = 0.1, min_snr_gamma: float = 5.0, seed: int = 0, log_every: int = 100) -> list:
     """Train pipe.unet and pipe.text_encoder jointly on scene latents [N, C, 8, 8]; returns the losses."""
+    from src.models.diffusion_module import min_snr_weight
+    from src.models.sd_pipeline import encode_prompts
+
     rng = np.random.default_rng([seed, 1])
     g = torch.Generator().manual_seed(seed)
     alphas = pipe.scheduler.alphas_cumprod
-    snr = alphas / (1 - alphas)
-    weight = snr.clamp(max=min_snr_gamma) / snr  # Min-SNR-gamma for epsilon-prediction
+    weight = min_snr_weight(alphas, min_snr_gamma)
     params = [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     schedule = _schedule(optimizer, steps)
@@ -197,7 +187,8 @@ def train_denoiser(pipe, latents: Tensor, scenes, *, steps: int, batch_size: int
         t = torch.randint(0, len(alphas), (batch_size,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         x_t = pipe.scheduler.add_noise(x0, noise, t)
-        pred = pipe.unet(x_t, t, encoder_hidden_states=encode_prompts(pipe, prompts)).sample
+        text = encode_prompts(pipe.tokenizer, pipe.text_encoder, prompts)
+        pred = pipe.unet(x_t, t, encoder_hidden_states=text).sample
         loss = (weight[t] * (pred - noise).pow(2).mean((1, 2, 3))).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,9 +205,6 @@ def train_denoiser(pipe, latents: Tensor, scenes, *, steps: int, batch_size: int
 
 
 # ----------------------------------------------------------------------------- judging
-
-
-JUDGE_DIGITS = tuple(range(len(FIGURES) - 10, len(FIGURES)))
 
 
 @torch.no_grad()
@@ -246,7 +234,7 @@ def judge_t2i(pipe, judge, *, per_prompt: int = 2, seed: int = 0, steps: int = 2
     predicted = classify(judge, torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
     names = list(COLOURS)
     colour_ok = np.array([names.index(figure_colour(x)) == c for x, c in zip(images, colours)])
-    digit = figures >= len(FIGURES) - 10
+    digit = figures >= len(SHAPES)  # figure 6 + d is digit d
     return {"digit_acc": float((predicted == figures)[digit].mean()),
             "shape_acc": float((predicted == figures)[~digit].mean()),
             "colour_acc": float(colour_ok.mean())}

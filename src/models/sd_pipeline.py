@@ -72,6 +72,14 @@ def load_sd_pipeline(weights: Optional[str | Path], *, cache_dir: Optional[str |
     return pipe.to(device)
 
 
+def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
+    """The text encoder's last hidden states [B, model_max_length, D], padded to model_max_length as
+    StableDiffusionPipeline pads its prompts."""
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids.to(text_encoder.device)
+    return text_encoder(ids)[0]
+
+
 def _from_single_file(path: Path, original_config, config, common: dict):
     """from_single_file with the local original_config and the component configs of `config` (a local folder,
     else a Hub id: cached, or its configs and tokenizer downloaded on first use)."""

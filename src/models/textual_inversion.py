@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.errors import ConfigError
+from src.models.sd_pipeline import encode_prompts
 from src.runtime import atomic_write
 
 EMBEDS_NAME = "learned_embeds.safetensors"  # <folder>/<concept id>/learned_embeds.safetensors
@@ -139,9 +140,7 @@ class TextualInversionModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints hold only the learned rows
 
     def encode_text(self, prompts: list[str]) -> Tensor:
-        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.device)
-        return self.text_encoder(ids)[0]  # [B, 77, D]
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts)  # [B, 77, D]
 
     loss_key = "train/loss"  # the task sets c<id>/train/loss so that each concept gets its own curve
 

@@ -31,15 +31,19 @@ TINY_SD = dict(
 
 def build_tiny_sd(image_size: int = 64, seed: int = 0):
     """A StableDiffusionPipeline of random tiny components (~0.3M parameters) for `image_size` images."""
-    from diffusers import AutoencoderKL
-
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(SD_CORPUS, vocab_size=400)
-    v = TINY_SD["vae"]
-    n_down = len(v["block_out_channels"])
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n_down,
-                        up_block_types=("UpDecoderBlock2D",) * n_down, sample_size=image_size, **v)
+    vae = build_vae(image_size, TINY_SD["vae"])
     return assemble_sd(vae, tokenizer, TINY_SD["unet"], TINY_SD["text"], max_positions=77)
+
+
+def build_vae(image_size: int, vae: dict):
+    """A fresh AutoencoderKL for RGB `image_size` images, one down (up) block per entry of block_out_channels."""
+    from diffusers import AutoencoderKL
+
+    n = len(vae["block_out_channels"])
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+                         up_block_types=("UpDecoderBlock2D",) * n, sample_size=image_size, **vae)
 
 
 def assemble_sd(vae, tokenizer, unet: dict, text: dict, max_positions: int):
