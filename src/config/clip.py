@@ -40,7 +40,7 @@ class EmbeddedClipConfig:
     """difflab's own tiny CLIP (src.models.embedded_clip), trained once into paths.cache_dir where `weights` is
     null: its training steps (a smaller build for tests) and seed."""
 
-    steps: int = 1000
+    steps: int = 1500
     seed: int = 0
 
     def check(self, key: str) -> None:

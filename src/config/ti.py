@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from src.config.clip import EmbeddedClipConfig
 from src.config.schema import check as _check
 
 
@@ -13,7 +14,7 @@ class EmbeddedConceptsConfig:
     """The embedded default concepts (scikit-image photos), built once into paths.cache_dir."""
 
     seed: int = 0
-    size: int = 128
+    size: int = 64
 
     def check(self, key: str) -> None:
         _check(self.size >= 8, f"{key}.size", self.size, "an integer >= 8")
@@ -43,10 +44,26 @@ def _check_image_size(key: str, size: int) -> None:
 
 
 @dataclass
+class EmbeddedSDConfig:
+    """difflab's own tiny SD (src.models.embedded_sd), trained once into cache_dir where `weights` is null: the
+    VAE's and the UNet's training steps (a smaller build for tests), the seed, and whether the build judges
+    what it draws (difflab_build.json; false saves a minute)."""
+
+    vae_steps: int = 1000
+    steps: int = 1800
+    seed: int = 0
+    judge: bool = True
+
+    def check(self, key: str) -> None:
+        _check(self.vae_steps >= 1, f"{key}.vae_steps", self.vae_steps, "an integer >= 1")
+        _check(self.steps >= 1, f"{key}.steps", self.steps, "an integer >= 1")
+
+
+@dataclass
 class SDConfig:
     """Stable Diffusion v1.x: `weights` a diffusers folder, a Hub id or a single .ckpt/.safetensors (then
-    original_config, and config: the component configs, a folder or Hub id); null = the random tiny stand-in
-    built once into cache_dir. Checked when loaded."""
+    original_config, and config: the component configs, a folder or Hub id); null = difflab's own tiny SD,
+    trained once into cache_dir (`embedded`). Checked when loaded."""
 
     _target_: str = "src.models.sd_pipeline.load_sd_pipeline"
     _partial_: bool = True
@@ -54,10 +71,12 @@ class SDConfig:
     cache_dir: str = "???"
     original_config: Optional[str] = None
     config: Optional[str] = "CompVis/stable-diffusion-v1-4"
-    # the resolution trained and drawn at; null = the model's (512 for SD v1, 64 for the stand-in)
+    # the resolution trained and drawn at; null = the model's (512 for SD v1, 32 for difflab's tiny SD)
     image_size: Optional[int] = None
+    embedded: EmbeddedSDConfig = field(default_factory=EmbeddedSDConfig)
 
     def check(self, key: str) -> None:
+        self.embedded.check(f"{key}.embedded")
         if self.image_size is not None:
             _check_image_size(key, self.image_size)
 
@@ -92,16 +111,17 @@ class CustomDiffusionConfig(TextualInversionConfig):
 
 @dataclass
 class ClipScorerConfig:
-    """The grader's CLIP: weights a local folder or a cached Hub id (the loader of model=clip); null = a random
-    tiny CLIP stand-in built once into cache_dir (its scores mean nothing)."""
+    """The grader's CLIP: weights a local folder or a Hub id (the loader of model=clip); null = difflab's own
+    tiny CLIP, trained once into cache_dir (src.models.embedded_clip; `embedded`: its steps and seed)."""
 
     _target_: str = "src.eval.ti_grader.load_scorer"
     _partial_: bool = True
     weights: Optional[str] = None
     cache_dir: str = "???"
+    embedded: EmbeddedClipConfig = field(default_factory=EmbeddedClipConfig)
 
     def check(self, key: str) -> None:
-        pass
+        self.embedded.check(f"{key}.embedded")
 
 
 @dataclass
@@ -118,6 +138,8 @@ class TITaskConfig:
     templates: str = "auto"
     initializer_tokens: Optional[list] = None
     checkpoint_every: int = 500
+    # also draw every prompt with each token's initializer word (same noise) and report the learned token's gain
+    initializer_scores: bool = False
     images_per_prompt: int = 25
     # images per forward when drawing
     batch_size: int = 5

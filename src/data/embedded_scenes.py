@@ -152,10 +152,20 @@ def _draw(canvas: np.ndarray, figure: int, colour: int, style: int, box, rng: np
     canvas += mask[..., None] * np.clip(rgb, 0, 255)
 
 
+def render_one(figure: int, colour: int, style: int, background: int, rng: np.random.Generator,
+               strokes: tuple[np.ndarray, ...]) -> np.ndarray:
+    """A one-figure scene of the given attributes (uint8 [64, 64, 3]), placed and sized as make_scene does."""
+    canvas = _background(BACKGROUNDS[background], rng)
+    r = rng.uniform(16, 24)
+    _draw(canvas, figure, colour, style, (SIZE / 2 + rng.uniform(-5, 5), SIZE / 2 + rng.uniform(-5, 5), r), rng,
+          strokes)
+    return np.clip(canvas, 0, 255).round().astype(np.uint8)
+
+
 # ----------------------------------------------------------------------------- captions
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
@@ -163,7 +173,7 @@ def figure_phrase(figure: int, colour: int | None, style: int | None) -> str:
     """'a red star', 'an outlined green seven', 'a circle' (None: the attribute unnamed)."""
     words = ([STYLES[style]] if style is not None and STYLES[style] == "outlined" else []) \
         + ([list(COLOURS)[colour]] if colour is not None else []) + [FIGURES[figure]]
-    return f"{_article(words[0])} {' '.join(words)}"
+    return f"{article(words[0])} {' '.join(words)}"
 
 
 def caption(figures: list[tuple[int, int, int]], background: int,

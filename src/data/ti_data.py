@@ -1,11 +1,11 @@
 """The course's textual-inversion inputs (`textual_inversion/input.json` + one image folder per concept), the
-training dataset of a concept, and an embedded default made offline from scikit-image photos."""
+training dataset of a concept, and an embedded default drawn like the embedded scenes."""
 from __future__ import annotations
 
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -70,14 +70,14 @@ def load_concepts(root: str | Path) -> list[Concept]:
     return [_concept(root, str(cid), entry, path) for cid, entry in spec.items()]
 
 
-def load_ti_concepts(root: Optional[str], *, cache_dir: str | Path, seed: int = 0, size: int = 128,
+def load_ti_concepts(root: Optional[str], *, cache_dir: str | Path, seed: int = 0, size: int = 64,
                      wanted: Sequence = ()) -> list[Concept]:
     """The concepts of <root>/input.json, or for None of the embedded default (built once into
     <cache_dir>/ti/embedded_s<seed>_<size>); only the ids in `wanted` (task.concepts) unless it is empty."""
     if root is None:
         from src.cache import build_once
 
-        folder = build_once(Path(cache_dir) / "ti" / f"embedded_s{seed}_{size}",
+        folder = build_once(Path(cache_dir) / "ti" / f"scenes_v1_s{seed}_{size}",
                             lambda tmp: write_embedded_ti(tmp, size=size, seed=seed), what="the embedded TI concepts")
     else:
         folder = Path(root).expanduser()
@@ -106,6 +106,11 @@ def initializer_tokens(concepts: list[Concept], kinds: list[str], tokens: Option
             raise ConfigError(f"task.initializer_tokens={list(tokens)}: expected one token per concept")
         return [str(t) for t in tokens[:len(concepts)]]
     return [c.initializer or {"object": "object", "style": "painting"}[k] for c, k in zip(concepts, kinds)]
+
+
+def with_initializers(concepts: list[Concept], words: list[str]) -> list[Concept]:
+    """The concepts with each prompt's token replaced by its initializer word (the token before training)."""
+    return [replace(c, prompts=[p.replace(c.token, w) for p in c.prompts]) for c, w in zip(concepts, words)]
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
@@ -140,48 +145,46 @@ class ConceptDataset(Dataset):
         return x, random.choice(self.templates).format(self.placeholder)
 
 
-def _painterly(img: np.ndarray, levels: int = 5) -> np.ndarray:
-    """A flat-colour 'painting' look: smoothed, posterised, with dark edges."""
-    from skimage import color, filters
+# The embedded concepts: figures of one colour and style that difflab's embedded SD draws (it knows the words
+# "orange", "outlined", "star") but has no single word for, on varying backgrounds (never stripes, which the
+# second prompt asks for). The initializer word alone draws the figure in any colour and style.
+EMBEDDED_CONCEPTS = (
+    dict(figure="star", colour="orange", style="outlined", token="<new1>", src_image="outlined orange star"),
+    dict(figure="diamond", colour="green", style="filled", token="<new2>", src_image="green diamond"),
+)
+# [image_score, text_score] per prompt, as the course's: what the initializer word's images (the token before
+# training) score, plus 5 points each, rounded up, so that a pass means the token learned its concept. Measured
+# with the default builds of difflab's tiny SD and tiny CLIP (`python -m src.run task=ti
+# task.initializer_scores=true`, 2 AVX-512 cores, 2026-12-07): initializer/c0/p{0,1} 51.5/8.4 and 43.6/8.4,
+# initializer/c1/p{0,1} 70.3/18.0 and 64.3/16.3; the trained tokens read 70.9/18.2, 69.4/18.0, 85.4/23.8, 85.6/24.0.
+EMBEDDED_BASELINES = (((57, 14), (49, 14)), ((76, 23), (70, 22)))
 
-    smooth = filters.gaussian(img, sigma=2, channel_axis=-1)
-    poster = np.round(smooth * (levels - 1)) / (levels - 1)
-    edges = filters.sobel(color.rgb2gray(smooth))
-    out = poster * (1 - np.clip(edges * 4, 0, 1))[..., None] * np.array([1.0, 0.9, 0.75])
-    return np.clip(out, 0, 1)
 
-
-def write_embedded_ti(root: str | Path, size: int = 128, seed: int = 0) -> Path:
-    """The embedded default in the course's layout: concept 0 = crops of scikit-image's chelsea the cat,
-    concept 1 = a painterly style over other photos; input.json with the course's keys. Returns `root`."""
-    from skimage import data, transform
+def write_embedded_ti(root: str | Path, size: int = 64, seed: int = 0) -> Path:
+    """The embedded default in the course's layout (src.data.embedded_scenes' figures at 64x64, resized to
+    `size`): five reference images per EMBEDDED_CONCEPTS entry in <root>/<id>/ and input.json with the
+    course's keys (+ initializer_token: the figure's word). Returns `root`."""
+    from src.data.embedded_digits import digit_pool
+    from src.data.embedded_scenes import BACKGROUNDS, COLOURS, FIGURES, STYLES, article, render_one
 
     root, rng = Path(root), np.random.default_rng(seed)
-    cat = data.chelsea() / 255.0
-    for k in range(5):  # random square crops around the cat
-        s = int(rng.integers(230, 300))
-        y, x = int(rng.integers(0, cat.shape[0] - s + 1)), int(rng.integers(0, cat.shape[1] - s + 1))
-        _save(transform.resize(cat[y:y + s, x:x + s], (size, size), anti_aliasing=True), root / "0" / f"{k}.png")
-    for k, name in enumerate(("astronaut", "coffee", "rocket", "immunohistochemistry", "chelsea")):
-        img = getattr(data, name)() / 255.0
-        s = min(img.shape[:2])
-        img = transform.resize(img[:s, :s], (size, size), anti_aliasing=True)
-        _save(_painterly(img), root / "1" / f"{k}.png")
-    spec = {
-        "0": {"src_image": "cat", "token_name": "<new1>", "initializer_token": "cat",
-              "prompt": ["A <new1> sitting on a park bench.", "A <new1> posing proudly on a hill top."],
-              "prompt_4_clip_eval": ["A cat sitting on a park bench.", "A cat posing proudly on a hill top."],
-              "baseline": [[79, 34], [74, 35]]},
-        "1": {"src_image": "painterly", "token_name": "<new2>", "initializer_token": "painting",
-              "prompt": ["The streets of Paris in the style of <new2>.", "Manhattan skyline in the style of <new2>."],
-              "prompt_4_clip_eval": ["The streets of Paris in the style of a painting.",
-                                     "Manhattan skyline in the style of a painting."],
-              "baseline": [[70, 30], [70, 30]]},
-    }
+    strokes = digit_pool("train")
+    backgrounds = [BACKGROUNDS.index(b) for b in ("black", "gray", "dots", "checks")]
+    spec = {}
+    for cid, (c, baselines) in enumerate(zip(EMBEDDED_CONCEPTS, EMBEDDED_BASELINES)):
+        for k in range(5):
+            image = render_one(FIGURES.index(c["figure"]), list(COLOURS).index(c["colour"]), STYLES.index(c["style"]),
+                               backgrounds[k % len(backgrounds)], rng, strokes)
+            img = Image.fromarray(image)
+            img = img if size == image.shape[0] else img.resize((size, size), Image.BICUBIC)
+            path = root / str(cid) / f"{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.save(path)
+        token, name, a = c["token"], c["src_image"], article(c["src_image"])
+        spec[str(cid)] = {
+            "src_image": name, "token_name": token, "initializer_token": c["figure"],
+            "prompt": [f"A photo of a {token}.", f"A {token} on stripes."],
+            "prompt_4_clip_eval": [f"A photo of {a} {name}.", f"{a.title()} {name} on stripes."],
+            "baseline": [list(b) for b in baselines]}
     (root / "input.json").write_text(json.dumps(spec, indent=2) + "\n")
     return root
-
-
-def _save(img: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(path)

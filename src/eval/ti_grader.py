@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -72,15 +72,11 @@ class ClipScorer:
         return out.pooler_output.float().cpu()  # transformers >= 5: the projected embeddings
 
 
-def load_scorer(weights: Optional[str], *, cache_dir: str | Path, device: str | torch.device = "cpu") -> ClipScorer:
-    """scorer=clip: the CLIP of `weights` (src.models.clip.load_clip: a local folder, else a Hub id), or
-    for None a random tiny CLIP stand-in built once into cache_dir (its scores mean nothing)."""
-    if weights is None:
-        from src.standins.random_clip import tiny_clip
-
-        log.warning("scorer.weights=null: scoring with a RANDOM tiny CLIP; the scores are meaningless")
-        weights = str(tiny_clip(cache_dir))
-    return ClipScorer(*load_clip(weights, key="scorer.weights"), device)
+def load_scorer(weights: Optional[str], *, cache_dir: str | Path, embedded: Optional[Mapping] = None,
+                device: str | torch.device = "cpu") -> ClipScorer:
+    """scorer=clip: the CLIP of `weights` (src.models.clip.load_clip: a local folder, else a Hub id), or for
+    None difflab's own tiny CLIP (`embedded`: steps, seed), trained once into cache_dir."""
+    return ClipScorer(*load_clip(weights, key="scorer.weights", cache_dir=cache_dir, embedded=embedded), device)
 
 
 def grade_images(scorer: ClipScorer, generated: list, references: list, clip_prompt: str,
@@ -131,6 +127,15 @@ def grade_multi(scorer: ClipScorer, prompts: list[tuple[int, str, list[Concept]]
             rows.append((f"multi_p{k}", f"{prompt} (vs concept {concept.id})", scores))
         metrics[f"multi/p{k}/min_image_score"] = min(metrics[f"multi/p{k}/c{c.id}/image_score"] for c in named)
     return metrics, rows
+
+
+def initializer_gains(scores: dict, initial: dict) -> dict[str, float]:
+    """initializer/c<c>/p<p>/{image,text}_score from the initializer words' grades, and the learned token's
+    gain over them: c<c>/p<p>/image_gain and mean_image_gain (points of image score)."""
+    out = {f"initializer/{k}": v for k, v in initial.items() if k.endswith(("/image_score", "/text_score"))}
+    gains = {k.replace("/image_score", "/image_gain"): scores[k] - v for k, v in initial.items()
+             if k.endswith("/image_score")}
+    return {**out, **gains, "mean_image_gain": sum(gains.values()) / len(gains)}
 
 
 TABLE_COLUMNS = ["name", "prompt", "image_score", "text_score", "total", "image_baseline", "text_baseline", "pass",

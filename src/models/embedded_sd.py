@@ -18,8 +18,10 @@ digits and shapes, and `figure_colour`'s on colours.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,12 +33,16 @@ from src.data.embedded_scenes import (BACKGROUNDS, COLOURS, FIGURES, SHAPES, STY
 
 log = logging.getLogger(__name__)
 
+# The folder name's version: bump when the same arguments would build another model.
+SD_VERSION = 1
 IMAGE_SIZE = 32
 ARCH = dict(
     vae=dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=8, latent_channels=8),
+    # attention_head_dim is diffusers' (legacy) name for the number of heads
     unet=dict(block_out_channels=(48, 96), layers_per_block=1, norm_num_groups=16, cross_attention_dim=128,
-              attention_head_dim=24, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-              up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D")),
+              attention_head_dim=4, down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+              up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), addition_embed_type="text",
+              addition_embed_type_num_heads=4),
     text=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4),
 )
 MAX_TOKENS = 32  # the tokenizer's model_max_length: every prompt here fits
@@ -163,17 +169,22 @@ def build_pipeline(vae, tokenizer, seed: int = 0):
     return assemble_sd(vae, tokenizer, ARCH["unet"], ARCH["text"], max_positions=MAX_TOKENS)
 
 
-def train_denoiser(pipe, latents: Tensor, scenes, *, steps: int, batch_size: int = 128, lr: float = 1e-3,
-                   cond_drop: float = 0.1, min_snr_gamma: float = 5.0, seed: int = 0, log_every: int = 100) -> list:
-    """Train pipe.unet and pipe.text_encoder jointly on scene latents [N, C, 8, 8]; returns the losses."""
+def train_denoiser(pipe, latents: Tensor, scenes, *, steps: int, batch_size: int = 64, lr: float = 1e-3,
+                   cond_drop: float = 0.1, min_snr_gamma: float = 5.0, ema_decay: float = 0.999, seed: int = 0,
+                   log_every: int = 100, evaluate=None, evaluate_at=()) -> list:
+    """Train pipe.unet and pipe.text_encoder jointly on scene latents [N, C, h, w], keeping an exponential
+    moving average of their weights (task=digits' decay), which they hold at the end; returns the losses.
+    `evaluate(step)` runs after each step of `evaluate_at` with the EMA weights swapped in (in eval mode)."""
     from src.models.diffusion_module import min_snr_weight
+    from src.models.ema import EMA
     from src.models.sd_pipeline import encode_prompts
 
     rng = np.random.default_rng([seed, 1])
     g = torch.Generator().manual_seed(seed)
     alphas = pipe.scheduler.alphas_cumprod
     weight = min_snr_weight(alphas, min_snr_gamma)
-    params = [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]
+    pair = torch.nn.ModuleList([pipe.unet, pipe.text_encoder])
+    params, ema = list(pair.parameters()), EMA(pair, ema_decay)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     schedule = _schedule(optimizer, steps)
     pipe.unet.train()
@@ -195,12 +206,20 @@ def train_denoiser(pipe, latents: Tensor, scenes, *, steps: int, batch_size: int
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
+        ema.update(pair)
         losses.append(loss.item())
         if (step + 1) % log_every == 0 or step + 1 == steps:
             log.info("t2i step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]),
                      time.perf_counter() - start)
-    pipe.unet.eval()
-    pipe.text_encoder.eval()
+        if step + 1 in evaluate_at:
+            live = {k: v.clone() for k, v in pair.state_dict().items()}
+            pair.load_state_dict(ema.net.state_dict())
+            pair.eval()
+            evaluate(step + 1)
+            pair.load_state_dict(live)
+            pair.train()
+    pair.load_state_dict(ema.net.state_dict())
+    pair.eval()
     return losses
 
 
@@ -238,3 +257,54 @@ def judge_t2i(pipe, judge, *, per_prompt: int = 2, seed: int = 0, steps: int = 2
     return {"digit_acc": float((predicted == figures)[digit].mean()),
             "shape_acc": float((predicted == figures)[~digit].mean()),
             "colour_acc": float(colour_ok.mean())}
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+def train_sd(folder: str | Path, *, cache_dir: str | Path, vae_steps: int = 1000, steps: int = 1800,
+             batch_size: int = 64, seed: int = 0, judge: bool = True) -> Path:
+    """Build difflab's tiny SD into `folder`: the VAE, then the UNet and text encoder on the embedded scenes'
+    train split; saved with save_pretrained (a stock StableDiffusionPipeline folder) with difflab_build.json
+    (arguments, stage times, and with `judge` the figure judge's judge_t2i scores of the result)."""
+    from src.data.embedded_scenes import ensure_scenes, load_scenes
+    from src.standins.random_clip import train_tokenizer
+
+    start, folder = time.perf_counter(), Path(folder)
+    root = ensure_scenes(Path(cache_dir).expanduser(), seed=seed)
+    train = load_scenes(root, "train")
+    images = downsample(train.images)
+    log.info("training difflab's tiny Stable Diffusion on %d scenes: VAE %d steps, UNet + text %d steps of %d",
+             len(train), vae_steps, steps, batch_size)
+    vae = train_vae(images, steps=vae_steps, seed=seed)
+    vae_seconds = time.perf_counter() - start
+    latents = encode(vae, images)
+    tokenizer = train_tokenizer(_corpus(np.random.default_rng(seed)), vocab_size=600)
+    tokenizer.model_max_length = MAX_TOKENS
+    pipe = build_pipeline(vae, tokenizer, seed=seed)
+    losses = train_denoiser(pipe, latents, train, steps=steps, batch_size=batch_size, seed=seed)
+    build = dict(version=SD_VERSION, image_size=IMAGE_SIZE, vae_steps=vae_steps, steps=steps,
+                 batch_size=batch_size, seed=seed, vae_seconds=round(vae_seconds, 1),
+                 train_seconds=round(time.perf_counter() - start, 1),
+                 first_loss=float(np.mean(losses[:10])), last_loss=float(np.mean(losses[-50:])))
+    if judge:
+        figure_judge, judge_val = train_figure_judge(train, load_scenes(root, "val"), seed=seed)
+        pipe.set_progress_bar_config(disable=True)
+        build.update(judge_val_acc=judge_val, **judge_t2i(pipe, figure_judge, per_prompt=1, seed=seed))
+        log.info("tiny SD judged: %s", {k: build[k] for k in ("digit_acc", "shape_acc", "colour_acc")})
+    pipe.save_pretrained(folder, safe_serialization=True)
+    (folder / "difflab_build.json").write_text(json.dumps(build, indent=2) + "\n")
+    return folder
+
+
+def embedded_sd(cache_dir: str | Path, *, vae_steps: int = 1000, steps: int = 1800, seed: int = 0,
+                judge: bool = True) -> Path:
+    """<cache_dir>/sd/difflab-sd-v<version>-seed<seed>-vae<vae_steps>-steps<steps>: difflab's tiny SD, built
+    once (model=sd with model.weights=null); `judge` adds its scores to difflab_build.json."""
+    from src.cache import build_once
+
+    cache_dir = Path(cache_dir).expanduser()
+    return build_once(cache_dir / "sd" / f"difflab-sd-v{SD_VERSION}-seed{seed}-vae{vae_steps}-steps{steps}",
+                      lambda tmp: train_sd(tmp, cache_dir=cache_dir, vae_steps=vae_steps, steps=steps, seed=seed,
+                                               judge=judge),
+                      what=f"difflab's tiny Stable Diffusion ({vae_steps} + {steps} steps)")

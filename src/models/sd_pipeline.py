@@ -5,7 +5,7 @@ import json
 import logging
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 
@@ -24,27 +24,28 @@ CONFIG_FILES = ["*.json", "*/*.json", "*/*.txt"]
 
 def load_sd_pipeline(weights: Optional[str | Path], *, cache_dir: Optional[str | Path] = None,
                      original_config: Optional[str | Path] = None, config: Optional[str | Path] = SD_V1_REPO,
-                     image_size: Optional[int] = None, dtype: torch.dtype = torch.float32,
+                     image_size: Optional[int] = None, embedded: Optional[Mapping] = None,
+                     dtype: torch.dtype = torch.float32,
                      device: str | torch.device = "cpu"):
     """A StableDiffusionPipeline (no safety checker) from `weights`: a folder written by save_pretrained, a
     Hub id in that layout (CompVis/stable-diffusion-v1-4; cached, else downloaded on first use), or a single
     .ckpt/.safetensors file (e.g. the course's sd-v1-4.ckpt) read with `from_single_file` using
     `original_config` (v1-inference.yaml; null: inferred from the weights) and, for the tokenizer and the
     component configs, `config` (a diffusers-layout folder or Hub id: SD v1.4's by default, so diffusers does
-    not pick another v1 repo). None: the project's random tiny stand-in (src.standins.tiny_sd), built once
-    into `cache_dir`. `image_size`: the resolution to train and draw at (see pipeline_image_size); None keeps
-    the model's (512 for SD v1, 64 for the stand-in). Missing or wrong paths raise a one-line ConfigError /
-    CheckpointError."""
+    not pick another v1 repo). None: difflab's own tiny SD (src.models.embedded_sd; `embedded`: vae_steps,
+    steps, seed), trained once into `cache_dir`. `image_size`: the resolution to train and draw at (see
+    pipeline_image_size); None keeps the model's (512 for SD v1, 32 for difflab's tiny SD). Missing or wrong
+    paths raise a one-line ConfigError / CheckpointError."""
     from diffusers import StableDiffusionPipeline
 
     if weights is None:
-        from src.standins.tiny_sd import tiny_sd_folder
+        from src.models.embedded_sd import embedded_sd
 
         if cache_dir is None:
-            raise ConfigError("model.cache_dir=None: the tiny stand-in (model.weights=null) is built into it")
-        log.warning("model.weights=null: a RANDOM tiny Stable Diffusion built by the project, not SD v1.4; pass "
-                    f"model.weights=<a diffusers folder, a Hub id such as {SD_V1_REPO} or sd-v1-4.ckpt>")
-        weights, image_size = tiny_sd_folder(cache_dir, image_size or 64), image_size or 64
+            raise ConfigError("model.cache_dir=None: difflab's tiny SD (model.weights=null) is built into it")
+        log.info("model.weights=null: difflab's own tiny Stable Diffusion (32x32, the embedded scenes), not SD "
+                 f"v1.4; pass model.weights=<a diffusers folder, a Hub id such as {SD_V1_REPO} or sd-v1-4.ckpt>")
+        weights = embedded_sd(cache_dir, **dict(embedded or {}))
     common = dict(dtype=dtype, safety_checker=None, requires_safety_checker=False)
     path = Path(weights).expanduser()
     if not path.exists():

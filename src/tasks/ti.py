@@ -10,9 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset, DataLoader
 
-from src.data.ti_data import Concept, ConceptDataset, initializer_tokens, load_ti_concepts, template_kind
+from src.data.ti_data import (Concept, ConceptDataset, initializer_tokens, load_ti_concepts, template_kind,
+                              with_initializers)
 from src.errors import ConfigError
-from src.eval.ti_grader import TABLE_COLUMNS, grade_concepts, grade_multi, score_table
+from src.eval.ti_grader import TABLE_COLUMNS, grade_concepts, grade_multi, initializer_gains, score_table
 from src.figures import save_folder_grids
 from src.loggers import log_table
 from src.models.sd_generation import generate_course_layout, generate_multi, multi_concept_prompts
@@ -97,11 +98,20 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 pipe.to(dtype=half)
             folders = generate_course_layout(pipe, concepts, r.out / "samples", seed=cfg.seed, **settings)
             folders.update(generate_multi(pipe, multi, r.out / "samples_multi", seed=cfg.seed, **settings))
+            if t.initializer_scores:  # the same prompts and noise with each token's initializer word
+                untrained = with_initializers(concepts, initializer_tokens(
+                    concepts, [template_kind(t.templates, c) for c in concepts], t.initializer_tokens))
+                drawn = generate_course_layout(pipe, untrained, r.out / "samples_initializer", seed=cfg.seed,
+                                               **settings)
+                folders.update({f"initializer_{name}": folder for name, folder in drawn.items()})
         scorer = instantiate(cfg.scorer)(device=r.device)
-        r.metrics["grade/random_clip"] = float(cfg.scorer.weights is None)
+        r.metrics["grade/embedded_clip"] = float(cfg.scorer.weights is None)  # difflab's tiny CLIP grades
         scores, rows = grade_concepts(scorer, concepts, r.out / "samples")
         multi_scores, multi_rows = grade_multi(scorer, multi, r.out / "samples_multi")
         r.metrics.update({**scores, **multi_scores})
+        if t.initializer_scores:
+            r.metrics.update(initializer_gains(scores, grade_concepts(scorer, untrained,
+                                                                      r.out / "samples_initializer")[0]))
         grids = save_folder_grids(folders, r.out / "figures")
         r.figures.update({f"samples/{name}": path for name, path in grids.items()})
         log_table(r.logger, "ti/scores", TABLE_COLUMNS, score_table(rows + multi_rows, r.figures), "images")

@@ -1,10 +1,11 @@
 """The course's textual_inversion folder: input.json + concept folders; the embedded default."""
 import json
 
+import numpy as np
 import pytest
 
-from src.data.ti_data import (ConceptDataset, initializer_tokens, load_concepts, load_ti_concepts, template_kind,
-                              write_embedded_ti)
+from src.data.ti_data import (EMBEDDED_BASELINES, EMBEDDED_CONCEPTS, ConceptDataset, initializer_tokens,
+                              load_concepts, load_ti_concepts, template_kind, write_embedded_ti)
 from src.errors import ConfigError, DataError
 
 
@@ -22,7 +23,23 @@ def test_embedded_default_is_in_the_course_format(embedded):
     assert [c.token for c in concepts] == ["<new1>", "<new2>"]
     assert all(len(c.images) == 5 and len(c.prompts) == len(c.baselines) == 2 for c in concepts)
     assert all(c.token in p for c in concepts for p in c.prompts)
-    assert concepts[0].baselines[0] == (79.0, 34.0)
+    assert [c.initializer for c in concepts] == ["star", "diamond"]
+    assert concepts[0].clip_prompts[1] == "An outlined orange star on stripes."
+    assert concepts[0].baselines == [tuple(map(float, b)) for b in EMBEDDED_BASELINES[0]]
+
+
+def test_embedded_references_show_the_concepts_colour_on_varied_backgrounds(tmp_path):
+    from PIL import Image
+
+    from src.data.embedded_scenes import figure_colour
+
+    root = write_embedded_ti(tmp_path / "ti", size=64)
+    for cid, concept in enumerate(EMBEDDED_CONCEPTS):
+        images = [np.asarray(Image.open(root / str(cid) / f"{k}.png")) for k in range(5)]
+        assert all(x.shape == (64, 64, 3) for x in images)
+        assert [figure_colour(x) for x in images] == [concept["colour"]] * 5
+        corners = {tuple(x[:4, :4].reshape(-1, 3).mean(0).round()) for x in images}
+        assert len(corners) >= 3  # not one background
 
 
 def test_dataset_fills_a_template_and_scales_images(embedded):
@@ -58,7 +75,7 @@ def test_mismatched_prompt_counts_are_reported(tmp_path):
 
 def test_embedded_concepts_are_built_once_and_filtered(tmp_path):
     concepts = load_ti_concepts(None, cache_dir=tmp_path, size=16, wanted=[1])
-    folder = tmp_path / "ti" / "embedded_s0_16"
+    folder = tmp_path / "ti" / "scenes_v1_s0_16"
     assert [c.id for c in concepts] == ["1"] and concepts[0].images[0].parent == folder / "1"
     stamp = (folder / "input.json").stat().st_mtime_ns
     assert [c.id for c in load_ti_concepts(None, cache_dir=tmp_path, size=16)] == ["0", "1"]
@@ -71,9 +88,11 @@ def test_embedded_concepts_are_built_once_and_filtered(tmp_path):
 
 def test_template_kind_and_initializers(embedded):
     cat, style = load_concepts(embedded)
+    assert [template_kind("auto", c) for c in (cat, style)] == ["object", "object"]
+    style.prompts = ["A circle in the style of <new2>."]  # as the course's concept 1
     assert [template_kind("auto", c) for c in (cat, style)] == ["object", "style"]
     assert template_kind("object", style) == "object"
-    assert initializer_tokens([cat, style], ["object", "style"], None) == ["cat", "painting"]
+    assert initializer_tokens([cat, style], ["object", "style"], None) == ["star", "diamond"]
     cat.initializer = style.initializer = None
     assert initializer_tokens([cat, style], ["object", "style"], None) == ["object", "painting"]
     assert initializer_tokens([cat, style], ["object", "style"], ["dog", "art"]) == ["dog", "art"]

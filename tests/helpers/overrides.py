@@ -23,3 +23,11 @@ TINY_FACES = [
     "data.embedded.net.norm_groups=8", "data.embedded.train.steps=4", "data.embedded.train.batch_size=16",
     "data.embedded.train.warmup_steps=2",
 ]
+
+# task=ti: difflab's tiny SD and tiny CLIP built in a few steps (their mechanics, not their skill), 4 TI steps,
+# 2 DDIM steps.
+TINY_TI_MODELS = ["model.embedded.vae_steps=2", "model.embedded.steps=2", "model.embedded.judge=false",
+                  "scorer.embedded.steps=2"]
+TINY_TI = ["task=ti", *TINY_TI_MODELS, "trainer.max_steps=4", "task.checkpoint_every=2",
+           "task.num_inference_steps=2", "task.batch_size=25", "data.embedded.size=32", "data.repeats=2",
+           "trainer.enable_progress_bar=false", "logger=none"]

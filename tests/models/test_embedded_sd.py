@@ -39,7 +39,8 @@ def test_a_few_step_build_saves_a_stock_pipeline_that_draws(tmp_path):
     assert images.shape == (16, 3, 32, 32) and -1 <= images.min() and images.max() <= 1
     vae = E.train_vae(images, steps=2, batch_size=4)
     latents = E.encode(vae, images)
-    assert latents.shape == (16, E.ARCH["vae"]["latent_channels"], 8, 8)
+    side = E.IMAGE_SIZE // 2 ** (len(E.ARCH["vae"]["block_out_channels"]) - 1)
+    assert latents.shape == (16, E.ARCH["vae"]["latent_channels"], side, side)
     assert latents.std().item() == pytest.approx(1.0, rel=1e-3)  # the scaling factor was fitted on these images
     tokenizer = train_tokenizer(E._corpus(np.random.default_rng(0), n=50), vocab_size=300)
     tokenizer.model_max_length = E.MAX_TOKENS

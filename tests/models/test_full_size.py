@@ -42,7 +42,7 @@ def test_the_real_clip_tokenizer_has_clips_ids_and_the_embedded_words_are_single
         tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp))
     assert len(tok) == VOCAB_SIZE == 49408
     assert tok("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]  # as CLIP's
-    for word in ("cat", "dog", "painting", "object", "style"):  # the embedded default's initializer words
+    for word in ("star", "diamond", "object", "painting"):  # the embedded default's initializer words, templates'
         assert len(tok(word, add_special_tokens=False)["input_ids"]) == 1, word
 
 
@@ -68,7 +68,7 @@ def test_textual_inversion_at_512_from_the_folder_and_the_single_file(sd_v1, tmp
                     "trainer.max_steps=2", "task.checkpoint_every=2", "task.images_per_prompt=1",
                     "task.num_inference_steps=2", "task.batch_size=1", "task.concepts=[0]", "task.multi_prompts=[]",
                     "data.repeats=1", "data.batch_size=1", "logger=none", "trainer.enable_progress_bar=false",
-                    f"hydra.run.dir={out}"], tmp_path)
+                    "scorer.embedded.steps=2", f"hydra.run.dir={out}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["c0/train/steps"] == 2

@@ -90,12 +90,13 @@ def test_the_course_preset_runs_ti_on_sd_and_the_graders_clip_by_hub_id(hub, tmp
     args = ["task=ti", "+experiment=course", "trainer.max_steps=2", "task.checkpoint_every=2",
             "task.num_inference_steps=2", "task.batch_size=5", "task.images_per_prompt=5", "task.concepts=[0]",
             "task.multi_prompts=[]", "data.embedded.size=32", "data.repeats=1", "logger=none",
+            "task.initializer_tokens=[cat]",  # a word of the served random SD's small vocabulary
             "trainer.enable_progress_bar=false", f"paths.cache_dir={cache_dir}"]
     hf_home, start = tmp_path / "hf", len(hub.requests)
     done = src_run([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, hf_home=hf_home, endpoint=hub.url)
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["grade/random_clip"] == 0.0 and "c0/p0/image_score" in metrics
+    assert metrics["grade/embedded_clip"] == 0.0 and "c0/p0/image_score" in metrics
     repos = {path.split("/resolve/")[0].strip("/") for _, path in hub.requests[start:] if "/resolve/" in path}
     assert {SD_ID, CLIP_ID} <= repos
     assert "random tiny Stable Diffusion" not in done.stderr

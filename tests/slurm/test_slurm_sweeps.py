@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.overrides import TINY_TI_MODELS
 from helpers.slurm import ON_LOCAL_SLURM, array_job_ids, run_src, sacct_states, src_run_env, start_src
 from helpers.wandb_records import run_record
 
@@ -95,8 +96,8 @@ def test_ddp_job_with_two_slurm_tasks_writes_one_run(slurm, tmp_path, tiny_overr
 
 def test_ti_run_named_for_slurm_runs_there(slurm, tmp_path):
     """`python -m src.run task=ti hydra/launcher=submitit_slurm` (no -m): a sweep of one job on the cluster."""
-    tiny_ti = ["trainer.max_steps=4", "task.checkpoint_every=2", "task.num_inference_steps=2", "task.batch_size=25",
-               "data.embedded.size=32", "data.repeats=2", "trainer.enable_progress_bar=false"]
+    tiny_ti = [*TINY_TI_MODELS, "trainer.max_steps=4", "task.checkpoint_every=2", "task.num_inference_steps=2",
+               "task.batch_size=25", "data.embedded.size=32", "data.repeats=2", "trainer.enable_progress_bar=false"]
     env = {**slurm, "DIFFLAB_CACHE": str(tmp_path / "cache")}
     done = run_src(["task=ti", "hydra/launcher=submitit_slurm", *tiny_ti, *ON_LOCAL_SLURM[1:]], tmp_path, env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -7,12 +7,10 @@ from hydra.utils import instantiate
 from src.config import compose_config, validate
 from src.errors import CheckpointError, ConfigError
 from src.run import run
+from helpers.overrides import TINY_TI
 
 pytestmark = pytest.mark.slow
 
-TINY_TI = ["task=ti", "trainer.max_steps=4", "task.checkpoint_every=2", "task.num_inference_steps=2",
-           "task.batch_size=25",
-           "data.embedded.size=32", "data.repeats=2", "trainer.enable_progress_bar=false", "logger=none"]
 
 
 @pytest.fixture
@@ -25,7 +23,8 @@ def test_defaults_are_the_courses():
     validate(cfg)
     assert cfg.task.images_per_prompt == 25 and cfg.trainer.max_steps == 2000
     assert cfg.model._target_ == "src.models.sd_pipeline.load_sd_pipeline" and cfg.model.weights is None
-    assert cfg.scorer.weights is None  # both the random tiny stand-ins
+    assert cfg.scorer.weights is None  # difflab's own tiny SD and tiny CLIP
+    assert cfg.model.embedded.steps == 1800 and cfg.scorer.embedded.steps == 1500
     course = compose_config(["task=ti", "+experiment=course", "paths.output_dir=/tmp/x"])
     assert course.model.weights == course.model.config == "CompVis/stable-diffusion-v1-4"
     assert course.scorer.weights == "openai/clip-vit-base-patch32"
@@ -49,7 +48,7 @@ def test_ti_run_writes_25_images_per_prompt_in_the_course_layout(ti_cfg, tmp_pat
     assert saved == pytest.approx(metrics)
     for key in ("image_score", "text_score", "total", "pass", "image_baseline", "text_baseline"):
         assert f"c1/p1/{key}" in saved
-    assert saved["c0/train/steps"] == 4 and saved["grade/random_clip"] == 1.0
+    assert saved["c0/train/steps"] == 4 and saved["grade/embedded_clip"] == 1.0
     assert 0.0 <= saved["pass_rate"] <= 1.0 and (out / "figures" / "c1_p0.png").is_file()
     # the multi-concept prompt, both embeddings loaded, scored against each concept's references
     assert {f.name for f in (out / "samples_multi" / "0").iterdir()} == {f"multi_prompt0_{i}.png" for i in range(25)}
@@ -98,7 +97,9 @@ def test_scorer_weights_load_a_clip_folder_with_the_zero_shot_loader(tmp_path, c
     assert scorer.model.config.to_dict() == model.config.to_dict()
     with pytest.raises(CheckpointError, match=r"^scorer.weights='.*': no config.json there"):
         instantiate(compose_config(["task=ti", f"scorer.weights={tmp_path}", "paths.output_dir=/tmp/x"]).scorer)()
-    assert load_scorer(None, cache_dir=cache_dir).model.config.projection_dim == 16  # the tiny stand-in
+    small = load_scorer(None, cache_dir=cache_dir, embedded={"steps": 2})  # difflab's tiny CLIP, a small build
+    assert (cache_dir / "clip" / "difflab-clip-v2-seed0-steps2" / "difflab_build.json").is_file()
+    assert small.model.config.projection_dim == 64
 
 
 def test_custom_diffusion_trains_jointly_saves_processors_and_reloads(tmp_path, cache_dir):
