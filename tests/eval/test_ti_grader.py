@@ -65,8 +65,11 @@ def test_bad_clip_paths_are_one_line_errors(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_no_weights_scores_with_the_tiny_stand_in_built_once(tmp_path, caplog):
-    first = load_scorer(None, cache_dir=tmp_path)
-    assert "RANDOM tiny CLIP" in caplog.text and (tmp_path / "ti" / "clip_tiny" / "config.json").is_file()
-    again = load_scorer(None, cache_dir=tmp_path)
+def test_no_weights_scores_with_difflabs_tiny_clip_built_once(cache_dir):
+    first = load_scorer(None, cache_dir=cache_dir, embedded={"steps": 2})  # a small build of the default
+    folder = cache_dir / "clip" / "difflab-clip-v2-seed0-steps2"
+    assert (folder / "config.json").is_file() and (folder / "difflab_build.json").is_file()
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    again = load_scorer(None, cache_dir=cache_dir, embedded={"steps": 2})
+    assert (folder / "config.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
