@@ -83,11 +83,3 @@ def write_random_clip(folder: Path, *, size: str = "tiny", seed: int = 0) -> Pat
     model.save_pretrained(folder)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
-
-
-def tiny_clip(cache_dir: str | Path) -> Path:
-    """<cache_dir>/ti/clip_tiny: a random tiny CLIP folder (seed 0), built once (scorer=clip with weights null)."""
-    from src.cache import build_once
-
-    return build_once(Path(cache_dir) / "ti" / "clip_tiny", lambda tmp: write_random_clip(tmp, size="tiny", seed=0),
-                      what="a random tiny CLIP")

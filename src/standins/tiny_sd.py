@@ -72,12 +72,3 @@ def write_tiny_sd(folder: str | Path, image_size: int = 64, seed: int = 0) -> Pa
     folder = Path(folder)
     build_tiny_sd(image_size, seed).save_pretrained(folder, safe_serialization=True)
     return folder
-
-
-def tiny_sd_folder(cache_dir: str | Path, image_size: int = 64) -> Path:
-    """The tiny SD for `image_size` images as a diffusers folder, built once into <cache_dir>/ti/sd_tiny_<size>
-    (model=sd with model.weights=null loads it)."""
-    from src.cache import build_once
-
-    return build_once(Path(cache_dir) / "ti" / f"sd_tiny_{image_size}",
-                      lambda tmp: write_tiny_sd(tmp, image_size=image_size), what="a random tiny Stable Diffusion")
